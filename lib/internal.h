@@ -13,6 +13,12 @@
 #ifndef PARMAP_INTERNAL_H
 #define PARMAP_INTERNAL_H
 
+/* Every file of lib/ includes this header first, so the feature macro is
+ * seen before any system header: clock_gettime, CPU_COUNT_S and friends. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 

@@ -13,9 +13,9 @@
  * Lock order: only pool->lock (to record the lowest failing index), never
  * held while user code runs.
  */
-#include <stdint.h>
-
 #include "internal.h"
+
+#include <stdint.h>
 
 /* Work per chunk in automatic mode: long enough that claiming a chunk and
  * reading the clock cost well under 1%, short enough that progress and
