@@ -1,14 +1,14 @@
 /*
  * Private declarations shared by the files of lib/.
  *
- * The pool (pool.c) owns threads. The queue (queue.c) is a list of jobs:
+ * The pool (pool.c) owns threads. The queue (queue.c) holds jobs in slots:
  * one job per running call (a map today; streams and task groups later),
  * each knowing how to hand out its own work. A job is owned by the thread
  * that made the call; it lives in that thread's stack frame, and the owner
  * does not return before every worker that joined the job has left it.
  *
- * Lock order: pool->lock is the only lock the library holds, and it is
- * never held while user code runs.
+ * Lock order: pool->lock is the only lock the library holds; it guards only
+ * sleeping and waking, and is never held while user code runs.
  */
 #ifndef PARMAP_INTERNAL_H
 #define PARMAP_INTERNAL_H
@@ -30,55 +30,71 @@
  * maps, short enough that an idle pool costs no measurable CPU. */
 #define PARMAP__SPIN_NS 100000u
 
+/* Calls that can be queued on one pool at once. A call that finds every
+ * slot taken runs on its caller alone, which is slower but still correct. */
+#define PARMAP__SLOTS 64
+
 struct parmap__job;
 
 /* Runs the job's work on the calling thread until there is nothing left to
  * claim. Called by the owner and by every worker that joins. */
 typedef void (*parmap__work_fn)(struct parmap__job *job);
 
+struct parmap__slot;
+
 struct parmap__job {
     /* Set by the owner before the job is queued, then read-only. */
     parmap__work_fn work;
     size_t limit; /* threads allowed inside work(), the owner included */
     size_t want;  /* workers worth waking for it */
+    struct parmap__slot *slot; /* where it is published, or NULL */
+};
 
-    /* Protected by pool->lock. */
-    struct parmap__job *prev, *next;
-    int queued;
-    int owner_waiting;
+/*
+ * Where a queued job is published. Whether a worker may join is decided
+ * by one word, `state`: a tag that changes each time the slot is reused,
+ * an OPEN bit, and the number of helpers inside the job. A worker joins by
+ * one compare-and-swap on that word and only then reads the job pointer;
+ * the owner closes the word and waits only for helpers that did join. So
+ * no worker can reach a job whose owner has returned, and an owner whose
+ * job nobody joined never waits at all.
+ */
+#define PARMAP__SLOT_OPEN (UINT64_C(1) << 31)
+#define PARMAP__SLOT_HELPERS (PARMAP__SLOT_OPEN - 1)
+#define PARMAP__SLOT_TAG (UINT64_C(1) << 32)
 
-    /* Changed under pool->lock; the owner may also read it without the
-     * lock while it spins waiting for helpers to leave. */
-    atomic_size_t helpers;
-
-    /* 1 while work may be left to claim. Cleared by whichever thread
-     * finds the job exhausted or stopped; read by workers choosing a job. */
-    atomic_int open;
+struct parmap__slot {
+    PARMAP__ALIGNED atomic_uint_least64_t state;
+    _Atomic(struct parmap__job *) job; /* valid to those who joined */
+    atomic_size_t limit;               /* the job's limit, for joiners */
+    atomic_int busy;                   /* owned by a call */
+    atomic_int owner_waiting;          /* owner sleeps on done_cv */
 };
 
 struct parmap_pool {
-    pthread_mutex_t lock;
+    pthread_mutex_t lock;   /* guards sleeping on the condition variables */
     pthread_cond_t work_cv; /* idle workers wait here for a new job */
-    pthread_cond_t done_cv; /* owners wait here for helpers to leave */
+    pthread_cond_t done_cv; /* owners wait here for their helpers to leave */
 
-    /* Protected by lock. */
-    struct parmap__job *head, *tail;
-    size_t sleeping; /* workers blocked on work_cv */
-    int stopping;
-
-    /* Bumped (under lock) whenever a job is queued or the pool stops;
-     * spinning workers watch it without the lock. */
+    /* Bumped whenever a job is queued or the pool stops; idle workers
+     * watch it, spinning without the lock or sleeping with it. */
     PARMAP__ALIGNED atomic_ulong gen;
-    /* Workers busy-waiting right now; incremented under lock. */
+    /* Bit s set while slot s holds a job. */
+    atomic_uint_least64_t active;
+    /* Workers sleeping on work_cv (changed under lock) and spinning. */
+    PARMAP__ALIGNED atomic_size_t sleeping;
     atomic_uint spinners;
+    atomic_int stopping;
     /* Calls in progress; destroy refuses while non-zero. */
-    atomic_size_t calls;
+    PARMAP__ALIGNED atomic_size_t calls;
 
     /* Immutable after create. */
     PARMAP__ALIGNED size_t nthreads; /* threads per map, caller included */
     size_t nworkers;                 /* nthreads - 1 */
     unsigned max_spinners;
     pthread_t *threads;
+
+    struct parmap__slot slots[PARMAP__SLOTS];
 };
 
 /* cpu.c */
@@ -89,10 +105,13 @@ void parmap__job_init(struct parmap__job *job, parmap__work_fn work,
                       size_t limit, size_t want);
 void parmap__job_start(parmap_pool *pool, struct parmap__job *job);
 void parmap__job_finish(parmap_pool *pool, struct parmap__job *job);
+/* Marks the job as having nothing left to claim, so no more workers join.
+ * Only a thread inside the job (its owner or a helper) may call it. */
+void parmap__job_close(struct parmap__job *job);
 
-/* queue.c: the worker's side, called with pool->lock held. */
-struct parmap__job *parmap__queue_take(parmap_pool *pool);
-void parmap__queue_leave(parmap_pool *pool, struct parmap__job *job);
+/* queue.c: the worker's side. Finds a job with room, joins it, runs its
+ * work and leaves; returns 0 if no job had room. */
+int parmap__queue_work(parmap_pool *pool);
 
 /* progress.c: counts of finished items and the serialised, throttled
  * progress callback. */

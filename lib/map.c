@@ -23,6 +23,10 @@
 #define CHUNK_TARGET_NS 50000u
 /* How fast a chunk may grow from one claim to the next. */
 #define CHUNK_GROWTH 8u
+/* Work that is not worth splitting further: below this, handing part of it
+ * to another thread costs more than it saves (a contended claim alone is
+ * about 100 ns). */
+#define SPLIT_MIN_NS 2000u
 
 /* Why a map stopped before running every item. */
 enum stop_reason { STOP_NONE = 0, STOP_FAILED, STOP_CANCELLED };
@@ -66,7 +70,7 @@ static void request_stop(struct map_job *j, int reason, int err)
     if (atomic_compare_exchange_strong(&j->stop, &none, reason) &&
         reason == STOP_FAILED)
         j->halt_error = err;
-    atomic_store_explicit(&j->base.open, 0, memory_order_relaxed);
+    parmap__job_close(&j->base);
 }
 
 static void note_failure(struct map_job *j, size_t i, int rc)
@@ -95,7 +99,7 @@ static int claim(struct map_job *j, size_t want, size_t *begin, size_t *end)
     do {
         if (cur >= j->n ||
             atomic_load_explicit(&j->stop, memory_order_relaxed)) {
-            atomic_store_explicit(&j->base.open, 0, memory_order_relaxed);
+            parmap__job_close(&j->base);
             return 0;
         }
         take = j->n - cur < want ? j->n - cur : want;
@@ -119,12 +123,16 @@ static size_t next_chunk(const struct map_job *j, size_t chunk, size_t items,
     want = (size_t)(CHUNK_TARGET_NS / per_item);
     if (want > chunk * CHUNK_GROWTH)
         want = chunk * CHUNK_GROWTH;
-    /* Leave the others enough to even out the end of the map. */
     next = atomic_load_explicit(&j->next, memory_order_relaxed);
     left = next < j->n ? j->n - next : 0;
-    cap = left / (2 * j->threads);
-    if (want > cap)
-        want = cap;
+    if (left <= SPLIT_MIN_NS / per_item)
+        return left > 0 ? left : 1;
+    /* Leave the others enough to even out the end of the map. */
+    if (j->threads > 1) {
+        cap = left / j->threads;
+        if (want > cap)
+            want = cap;
+    }
     return want > 0 ? want : 1;
 }
 
@@ -147,6 +155,10 @@ static void map_work(struct parmap__job *base)
     size_t in_size = j->in_size, out_size = j->out_size;
     int *status = j->status;
     size_t chunk = j->fixed_chunk != 0 ? j->fixed_chunk : 1;
+    /* Without a progress callback nobody reads the counts before the map
+     * ends, so they are published once per thread instead of per chunk. */
+    int report = j->progress.fn != NULL;
+    size_t all_ok = 0, all_bad = 0;
     uint64_t t0 = parmap__now_ns();
     size_t begin, end;
 
@@ -172,10 +184,17 @@ static void map_work(struct parmap__job *base)
         uint64_t t1 = parmap__now_ns();
         if (j->fixed_chunk == 0)
             chunk = next_chunk(j, chunk, end - begin, t1 - t0);
-        if (parmap__progress_add(&j->progress, ok, bad, t1) != 0)
-            request_stop(j, STOP_CANCELLED, 0);
+        if (report) {
+            if (parmap__progress_add(&j->progress, ok, bad, t1) != 0)
+                request_stop(j, STOP_CANCELLED, 0);
+        } else {
+            all_ok += ok;
+            all_bad += bad;
+        }
         t0 = t1;
     }
+    if (!report)
+        parmap__progress_add(&j->progress, all_ok, all_bad, 0);
 }
 
 /* An array argument must be NULL with size 0 or non-NULL with a size,

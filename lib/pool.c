@@ -8,7 +8,8 @@
  * as blocking-I/O maps want, never lets spinners starve the threads that
  * have real work.
  *
- * Lock order: only pool->lock, never held while user code runs.
+ * Lock order: only pool->lock, held only around the condition variables,
+ * never while user code runs.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -18,18 +19,16 @@
 
 #include "internal.h"
 
-/* Waits for a job to be queued (or the pool to stop), spinning first if
- * few enough others spin. Called and returns with pool->lock held. */
-static void idle(parmap_pool *pool)
+/* Waits until the generation moves past `seen` (a job was published or
+ * the pool is stopping), spinning first if few enough others spin. */
+static void idle(parmap_pool *pool, unsigned long seen)
 {
-    unsigned long seen =
-        atomic_load_explicit(&pool->gen, memory_order_relaxed);
+    unsigned spinning = atomic_load(&pool->spinners);
 
-    if (atomic_load_explicit(&pool->spinners, memory_order_relaxed) <
-        pool->max_spinners) {
-        atomic_fetch_add_explicit(&pool->spinners, 1, memory_order_relaxed);
-        parmap__mutex_unlock(&pool->lock);
-
+    while (spinning < pool->max_spinners) {
+        if (!atomic_compare_exchange_weak(&pool->spinners, &spinning,
+                                          spinning + 1))
+            continue;
         uint64_t deadline = parmap__now_ns() + PARMAP__SPIN_NS;
         int changed = 0;
         for (unsigned i = 1;; i++) {
@@ -42,48 +41,45 @@ static void idle(parmap_pool *pool)
             if ((i & 63) == 0 && parmap__now_ns() > deadline)
                 break;
         }
-
-        atomic_fetch_sub_explicit(&pool->spinners, 1, memory_order_relaxed);
-        parmap__mutex_lock(&pool->lock);
+        atomic_fetch_sub(&pool->spinners, 1);
         if (changed)
             return;
+        break;
     }
 
-    pool->sleeping++;
-    while (!pool->stopping &&
-           atomic_load_explicit(&pool->gen, memory_order_relaxed) == seen)
+    /* Sleep. Publishers bump gen and then read sleeping; we raise sleeping
+     * and then read gen: one of the two sees the other. */
+    parmap__mutex_lock(&pool->lock);
+    atomic_fetch_add(&pool->sleeping, 1);
+    while (atomic_load(&pool->gen) == seen)
         parmap__cond_wait(&pool->work_cv, &pool->lock);
-    pool->sleeping--;
+    atomic_fetch_sub(&pool->sleeping, 1);
+    parmap__mutex_unlock(&pool->lock);
 }
 
 static void *worker_main(void *arg)
 {
     parmap_pool *pool = arg;
 
-    parmap__mutex_lock(&pool->lock);
     for (;;) {
-        struct parmap__job *job = parmap__queue_take(pool);
-        if (job != NULL) {
-            parmap__mutex_unlock(&pool->lock);
-            job->work(job);
-            parmap__mutex_lock(&pool->lock);
-            parmap__queue_leave(pool, job);
+        /* Read the generation before looking for work, so a job
+         * published after the look is never slept through. */
+        unsigned long seen = atomic_load(&pool->gen);
+        if (parmap__queue_work(pool))
             continue;
-        }
-        if (pool->stopping)
+        if (atomic_load(&pool->stopping))
             break;
-        idle(pool);
+        idle(pool, seen);
     }
-    parmap__mutex_unlock(&pool->lock);
     return NULL;
 }
 
 /* Stops and joins the first `started` workers. */
 static void stop_workers(parmap_pool *pool, size_t started)
 {
+    atomic_store(&pool->stopping, 1);
     parmap__mutex_lock(&pool->lock);
-    pool->stopping = 1;
-    atomic_fetch_add_explicit(&pool->gen, 1, memory_order_release);
+    atomic_fetch_add(&pool->gen, 1);
     parmap__cond_broadcast(&pool->work_cv);
     parmap__mutex_unlock(&pool->lock);
     for (size_t i = 0; i < started; i++)
@@ -186,8 +182,18 @@ int parmap_pool_create(parmap_pool **out, size_t nthreads,
     pool->max_spinners = cpus > 1 ? (unsigned)(cpus - 1 < 64 ? cpus - 1 : 64)
                                   : 0;
     atomic_init(&pool->gen, 0);
+    atomic_init(&pool->active, 0);
+    atomic_init(&pool->sleeping, 0);
     atomic_init(&pool->spinners, 0);
+    atomic_init(&pool->stopping, 0);
     atomic_init(&pool->calls, 0);
+    for (int s = 0; s < PARMAP__SLOTS; s++) {
+        atomic_init(&pool->slots[s].state, 0);
+        atomic_init(&pool->slots[s].job, NULL);
+        atomic_init(&pool->slots[s].limit, 0);
+        atomic_init(&pool->slots[s].busy, 0);
+        atomic_init(&pool->slots[s].owner_waiting, 0);
+    }
 
     if (pool->nworkers > 0) {
         pool->threads = parmap__calloc(pool->nworkers, sizeof(pthread_t));
@@ -227,12 +233,9 @@ int parmap_pool_destroy(parmap_pool *pool)
         return 0;
     if (is_own_worker(pool))
         return -EDEADLK;
-    /* Taking the lock orders this check after any call's final release
-     * of it (parmap__job_finish). */
-    parmap__mutex_lock(&pool->lock);
-    size_t calls = atomic_load_explicit(&pool->calls, memory_order_acquire);
-    parmap__mutex_unlock(&pool->lock);
-    if (calls != 0)
+    /* Acquire pairs with the release that ends every call, so nothing a
+     * finished call did to the pool can come after the frees below. */
+    if (atomic_load_explicit(&pool->calls, memory_order_acquire) != 0)
         return -EBUSY;
 
     stop_workers(pool, pool->nworkers);
