@@ -74,6 +74,9 @@ extern "C" {
 #ifndef EAGAIN
 #define EAGAIN 11
 #endif
+#ifndef ENOENT
+#define ENOENT 2
+#endif
 
 /**
  * The one list of error codes. Each entry is (NAME, value, message); the
@@ -93,15 +96,17 @@ extern "C" {
     XX(EDEADLK, -EDEADLK, "would deadlock: called from the pool's own worker") \
     XX(ECANCELED, -ECANCELED, "operation cancelled")                           \
     XX(ETIMEDOUT, -ETIMEDOUT, "operation timed out")                           \
+    XX(ENOENT, -ENOENT, "no such task")                                       \
     XX(EFAILED, PARMAP__ERR_BASE - 1, "one or more items failed")              \
-    XX(ENOTRUN, PARMAP__ERR_BASE - 2, "item was not run")
+    XX(ENOTRUN, PARMAP__ERR_BASE - 2, "item was not run")                      \
+    XX(EHALTED, PARMAP__ERR_BASE - 3, "stopped by its halt rule")
 
 /** Error codes returned by parmap functions (always negative). */
 typedef enum parmap_errno {
 #define PARMAP__ERR_ENUM(name, value, msg) PARMAP_##name = (value),
     PARMAP_ERRNO_MAP(PARMAP__ERR_ENUM)
 #undef PARMAP__ERR_ENUM
-    PARMAP__ERR_LAST_ = PARMAP__ERR_BASE - 3
+    PARMAP__ERR_LAST_ = PARMAP__ERR_BASE - 4
 } parmap_errno;
 
 /**
@@ -246,14 +251,118 @@ enum parmap_flags {
     /** The first failure stops every item not yet started (they are
      * reported as PARMAP_ENOTRUN, never started later) and the map returns
      * that failure's code (gather(return_exceptions=False)). */
-    PARMAP_FAIL_FAST = 1u << 0
+    PARMAP_FAIL_FAST = 1u << 0,
+    /** Streams only: deliver results in the order they finish (asyncio's
+     * as_completed, imap_unordered) instead of input order. */
+    PARMAP_UNORDERED = 1u << 1
 };
+
+/* ------------------------------------------------------------------------ */
+/* Stopping early: cancellation, halt rules, deadlines, retries             */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * A cancellation token. One token may be shared by any number of maps,
+ * streams and groups; triggering it stops them all.
+ */
+typedef struct parmap_cancel parmap_cancel;
+
+/**
+ * Creates an untriggered token.
+ * @return 0, PARMAP_EINVAL (@p cancel is NULL) or PARMAP_ENOMEM.
+ */
+PARMAP_API int parmap_cancel_create(parmap_cancel **cancel);
+
+/** Frees a token no call uses any more. NULL is a no-op. */
+PARMAP_API void parmap_cancel_destroy(parmap_cancel *cancel);
+
+/**
+ * Triggers the token: every call using it starts no new item (those are
+ * reported as PARMAP_ENOTRUN), parmap_should_stop() returns
+ * PARMAP_ECANCELED inside its running callbacks, and the call returns
+ * PARMAP_ECANCELED once they have returned.
+ *
+ * Thread-safety: callable from any thread, from inside a callback, and
+ * from a signal handler (it is one lock-free atomic store).
+ */
+PARMAP_API void parmap_cancel_trigger(parmap_cancel *cancel);
+
+/** 1 if the token was triggered (and not reset), else 0. Thread-safe. */
+PARMAP_API int parmap_cancel_triggered(const parmap_cancel *cancel);
+
+/** Untriggers the token, for reuse once no call uses it. */
+PARMAP_API void parmap_cancel_reset(parmap_cancel *cancel);
+
+/**
+ * Asks, from inside a callback, whether it should stop early.
+ *
+ * A long callback polls this and returns early (for example with the
+ * value it got) when it is non-zero. It is cheap: an atomic load, plus a
+ * clock read when the call has an item_timeout.
+ *
+ * @return 0 to go on; PARMAP_ECANCELED when the call was cancelled, its
+ *         progress callback asked to stop, or a halt rule said "now";
+ *         PARMAP_ETIMEDOUT when the call's timeout or this item's
+ *         item_timeout has passed. Outside any callback: 0.
+ *
+ * Thread-safety: reports on the callback running on the calling thread.
+ */
+PARMAP_API int parmap_should_stop(void);
+
+/** When a halt rule stops a call (GNU parallel's --halt, in-process). */
+enum parmap_halt_when {
+    PARMAP_HALT_NEVER = 0, /**< never: every item runs (the default) */
+    PARMAP_HALT_SOON,      /**< start nothing new; running items finish */
+    PARMAP_HALT_NOW        /**< start nothing new and ask running items to
+                                stop (parmap_should_stop()) */
+};
+
+/** What a halt rule counts. */
+enum parmap_halt_on {
+    PARMAP_HALT_ON_FAIL = 0, /**< failed items */
+    PARMAP_HALT_ON_SUCCESS,  /**< succeeded items */
+    PARMAP_HALT_ON_DONE      /**< finished items, failed or not */
+};
+
+/**
+ * A halt rule: stop the call when @c count items (if non-zero) or
+ * @c percent per cent of all items (if non-zero; of items finished so far
+ * when the total is unknown, as in streams) match @c on. Zero = never.
+ *
+ * A rule on failures makes the call return the code of the failure that
+ * triggered it; a rule on successes or completions makes it return
+ * PARMAP_EHALTED. PARMAP_FAIL_FAST is the rule {SOON, ON_FAIL, 1}.
+ */
+typedef struct parmap_halt {
+    enum parmap_halt_when when;
+    enum parmap_halt_on on;
+    size_t count;
+    double percent;
+} parmap_halt;
+
+/**
+ * Decides whether a failed attempt is retried (see parmap_opts.retries).
+ * @param ctx      parmap_opts.retry_ctx.
+ * @param index    the item (or task id, in groups).
+ * @param err      the attempt's non-zero return.
+ * @param attempt  attempts made so far, 1 after the first.
+ * @return non-zero to retry. Runs on the thread that ran the attempt.
+ */
+typedef int (*parmap_retry_fn)(void *ctx, size_t index, int err,
+                               unsigned attempt);
+
+/** What happened to one item, filled in when parmap_opts.records is set. */
+typedef struct parmap_record {
+    int status;        /**< as in parmap_opts.status */
+    unsigned attempts; /**< callbacks made for it: 0 if never started */
+    double seconds;    /**< run time of all its attempts together */
+} parmap_record;
 
 /** What a map did, filled in when opts->summary is set. */
 typedef struct parmap_summary {
     size_t succeeded;    /**< items whose callback returned 0. */
     size_t failed;       /**< items whose callback returned non-zero. */
-    size_t not_run;      /**< items never started (fail-fast, cancel). */
+    size_t not_run;      /**< items never started (stopped or timed out). */
     size_t first_failed; /**< lowest failed index, or (size_t)-1 if none. */
     int first_error;     /**< the code of item first_failed, or 0. */
 } parmap_summary;
@@ -270,7 +379,9 @@ typedef struct parmap_opts {
      * overhead stays small and the end of the map stays balanced. */
     size_t chunk_size;
     /** If not NULL, an array of n ints that receives each item's outcome:
-     * 0, the callback's non-zero return, or PARMAP_ENOTRUN. */
+     * 0, the callback's non-zero return (its last attempt's), or, for an
+     * item never started, PARMAP_ENOTRUN (stopped: fail-fast, halt, cancel)
+     * or PARMAP_ETIMEDOUT (the call's timeout passed). */
     int *status;
     /** If not NULL, receives the counts of the map (also on failure). */
     parmap_summary *summary;
@@ -281,6 +392,40 @@ typedef struct parmap_opts {
     /** Minimum seconds between progress calls; 0 = after every chunk of
      * completions. The final call is always made. */
     double progress_interval;
+
+    /** Halt rule; zero = never halt. */
+    parmap_halt halt;
+    /** Cancellation token, or NULL. */
+    parmap_cancel *cancel;
+    /** Overall deadline in seconds from the start of the call; 0 = none.
+     * Items not started by then are reported as PARMAP_ETIMEDOUT and the
+     * call returns PARMAP_ETIMEDOUT, with every finished result kept. */
+    double timeout;
+    /** Per-item deadline in seconds from the start of each attempt; 0 =
+     * none. Callbacks see it through parmap_should_stop(). */
+    double item_timeout;
+    /** Extra attempts for a failed item: up to 1 + retries in all. */
+    unsigned retries;
+    /** Seconds before the first retry of an item, doubling with each
+     * further retry (exponential backoff). A waiting retry does not hold a
+     * thread: it sits in a not-before queue. 0 = retry at once. */
+    double retry_delay;
+    /** Upper bound of the backoff delay; 0 = no bound. */
+    double retry_delay_max;
+    /** Which failures are retried; NULL = all of them. */
+    parmap_retry_fn retry_if;
+    /** Passed to @c retry_if. */
+    void *retry_ctx;
+    /** If not NULL, an array of n records (maps only). */
+    parmap_record *records;
+
+    /** Streams: items taken from the producer ahead of the threads that run
+     * them; 0 = the concurrency limit. */
+    size_t prefetch;
+    /** Streams in input order: finished results held while an earlier item
+     * is still running; 0 = twice the concurrency limit. When it is full,
+     * threads take no new item until the earliest one finishes. */
+    size_t reorder;
 } parmap_opts;
 
 /**
@@ -314,10 +459,14 @@ typedef struct parmap_opts {
  *   - PARMAP_EFAILED: every item ran and at least one failed (default
  *     mode); see opts->status and opts->summary for which.
  *   - the first failing item's own code, with PARMAP_FAIL_FAST.
- *   - PARMAP_ECANCELED: the progress callback asked to stop.
+ *   - PARMAP_ECANCELED: the progress callback asked to stop, or
+ *     opts->cancel was triggered.
+ *   - PARMAP_ETIMEDOUT: opts->timeout passed before every item ran.
+ *   - PARMAP_EHALTED, or a failing item's code: opts->halt stopped the map.
  *   - PARMAP_EINVAL: @p pool or @p fn is NULL with n > 0; an array is NULL
  *     with a non-zero element size, or non-NULL with a zero element size;
- *     opts->progress_interval is negative or not a number.
+ *     a time in opts is negative or not a number; opts->halt has an
+ *     unknown mode or a percent above 100.
  *   - PARMAP_EOVERFLOW: n times an element size does not fit in size_t.
  *   When an argument error is returned no callback has run.
  *
@@ -326,6 +475,197 @@ typedef struct parmap_opts {
 PARMAP_API int parmap_map(parmap_pool *pool, size_t n, const void *in,
                           size_t in_size, void *out, size_t out_size,
                           parmap_fn fn, void *ctx, const parmap_opts *opts);
+
+/* ------------------------------------------------------------------------ */
+/* Streams: lazy input, bounded memory, ordered or as completed             */
+/* ------------------------------------------------------------------------ */
+
+/** A stream: a map over a producer of unknown length. Opaque. */
+typedef struct parmap_stream parmap_stream;
+
+/**
+ * Produces the stream's next input, like a generator.
+ *
+ * @param ctx    the producer context given to parmap_stream_create().
+ * @param index  the index the item will have (0, 1, 2, ...).
+ * @param in     where to write the item: in_size bytes (NULL if in_size
+ *               is 0).
+ * @return 1 when an item was written, 0 at the end of the input, or a
+ *         negative code: the input failed; items already taken still run
+ *         and are delivered, then parmap_stream_next() returns the code.
+ *
+ * Called on demand, only when the stream has room for another item, on
+ * whichever thread needs one (the consumer or a worker), never two at once.
+ */
+typedef int (*parmap_producer_fn)(void *ctx, size_t index, void *in);
+
+/** One result of a stream, filled in by parmap_stream_next(). */
+typedef struct parmap_stream_item {
+    size_t index;      /**< its position in the input */
+    int status;        /**< as in parmap_opts.status */
+    unsigned attempts; /**< callbacks made for it */
+    const void *in;    /**< its input (valid until the next call) */
+    void *out;         /**< its output (valid until the next call) */
+} parmap_stream_item;
+
+/** Counters of a stream, from parmap_stream_inspect(). */
+typedef struct parmap_stream_stats {
+    size_t produced;  /**< items taken from the producer */
+    size_t waiting;   /**< taken, not started (bounded by prefetch) */
+    size_t running;   /**< callbacks running (bounded by the limit) */
+    size_t held;      /**< finished, not yet delivered (bounded by
+                           reorder, in input order) */
+    size_t delivered; /**< returned by parmap_stream_next() */
+    /** The oldest item still running, which holds back ordered delivery,
+     * and for how long it has run; (size_t)-1 and 0 when none runs. */
+    size_t holdup_index;
+    double holdup_seconds;
+} parmap_stream_stats;
+
+/**
+ * Starts a stream: the parallel form of
+ *
+ *     for (size_t i = 0; producer(pctx, i, &in) == 1; i++) {
+ *         status = fn(ctx, i, &in, &out);
+ *         consume(i, status, &out);
+ *     }
+ *
+ * Inputs are pulled from @p producer only as room frees up, so memory stays
+ * bounded by (limit + prefetch + reorder) items however long the input is.
+ * Results come out of parmap_stream_next() in input order, or in the order
+ * they finish with PARMAP_UNORDERED.
+ *
+ * @param stream    receives the stream.
+ * @param pool      the pool that runs it.
+ * @param producer  the input generator; @p pctx is passed to it.
+ * @param in_size   bytes of one input item (may be 0).
+ * @param fn        the per-item callback, as for parmap_map().
+ * @param ctx       passed to @p fn.
+ * @param out_size  bytes of one output item (may be 0).
+ * @param opts      options, or NULL: flags (PARMAP_UNORDERED,
+ *                  PARMAP_FAIL_FAST), max_concurrency, prefetch, reorder,
+ *                  progress (with total 0: unknown), halt, cancel, timeout,
+ *                  item_timeout and retries apply; status, summary and
+ *                  records do not (each item carries its own).
+ * @return 0, or PARMAP_EINVAL (a NULL pointer argument or a bad option),
+ *         PARMAP_ENOMEM. No callback runs before the first
+ *         parmap_stream_next().
+ *
+ * Thread-safety: one thread consumes a stream at a time.
+ */
+PARMAP_API int parmap_stream_create(parmap_stream **stream, parmap_pool *pool,
+                                    parmap_producer_fn producer, void *pctx,
+                                    size_t in_size, parmap_fn fn, void *ctx,
+                                    size_t out_size, const parmap_opts *opts);
+
+/**
+ * Waits for the next result; the calling thread runs items while it waits.
+ *
+ * @return 1 with @p item filled in (its in/out pointers stay valid until
+ *         the next call); 0 at the end, once every item was delivered; or
+ *         a negative code once every finished or never-started item was
+ *         delivered after the stream stopped: the producer's error,
+ *         PARMAP_ECANCELED, PARMAP_ETIMEDOUT, or the halt rule's code.
+ *         PARMAP_EINVAL for NULL arguments.
+ */
+PARMAP_API int parmap_stream_next(parmap_stream *stream,
+                                  parmap_stream_item *item);
+
+/** Fills in @p stats. @return 0, or PARMAP_EINVAL for NULL arguments. */
+PARMAP_API int parmap_stream_inspect(parmap_stream *stream,
+                                     parmap_stream_stats *stats);
+
+/**
+ * Stops the stream (no new item starts), waits for running callbacks to
+ * return, and frees it. NULL is a no-op.
+ * @return 0, or PARMAP_EBUSY when called from one of its own callbacks.
+ */
+PARMAP_API int parmap_stream_destroy(parmap_stream *stream);
+
+/* ------------------------------------------------------------------------ */
+/* Task groups: dynamic work, waiting for any, all or the first error      */
+/* ------------------------------------------------------------------------ */
+
+/** A group of tasks that grows while it runs. Opaque. */
+typedef struct parmap_group parmap_group;
+
+/** A task: returns 0 or an error code; results go through @p ctx. */
+typedef int (*parmap_task_fn)(void *ctx);
+
+/** What parmap_group_wait() waits for (asyncio.wait's return_when). */
+enum parmap_wait {
+    PARMAP_WAIT_ANY = 0,     /**< FIRST_COMPLETED: one more finished task */
+    PARMAP_WAIT_ALL,         /**< ALL_COMPLETED: no task left pending */
+    PARMAP_WAIT_FIRST_ERROR  /**< FIRST_EXCEPTION: a failure, or all done */
+};
+
+/**
+ * Creates a task group on @p pool.
+ * @param opts  max_concurrency, halt (a TaskGroup cancels siblings when
+ *              one fails: {PARMAP_HALT_NOW, PARMAP_HALT_ON_FAIL, 1}),
+ *              cancel, timeout, item_timeout, retries and progress apply.
+ * @return 0, PARMAP_EINVAL, PARMAP_ENOMEM.
+ */
+PARMAP_API int parmap_group_create(parmap_group **group, parmap_pool *pool,
+                                   const parmap_opts *opts);
+
+/**
+ * Adds a task; it starts as soon as a thread is free.
+ * @param id  receives the task's id (ids count up from 0), or NULL.
+ * @return 0, PARMAP_EINVAL, PARMAP_ENOMEM, or PARMAP_ECANCELED when the
+ *         group has stopped (halted, cancelled, timed out): the task is
+ *         not added.
+ * Thread-safety: any thread, including from inside a running task.
+ */
+PARMAP_API int parmap_group_submit(parmap_group *group, parmap_task_fn fn,
+                                   void *ctx, size_t *id);
+
+/**
+ * Runs a finished task again (for example after it failed), under its id.
+ * @return 0; PARMAP_ENOENT (no such task); PARMAP_EBUSY (not finished);
+ *         PARMAP_ECANCELED (the group has stopped).
+ */
+PARMAP_API int parmap_group_resubmit(parmap_group *group, size_t id);
+
+/**
+ * Waits; the calling thread runs tasks while it waits.
+ *
+ * @param mode     what to wait for.
+ * @param timeout  seconds; a negative value waits without limit.
+ * @param id, status  for PARMAP_WAIT_ANY: the finished task (each finished
+ *                 task is reported once); for PARMAP_WAIT_FIRST_ERROR:
+ *                 the failed task, if any. Either may be NULL.
+ * @return 0 when the condition was met (for FIRST_ERROR: all finished
+ *         without failure); the failed task's code for FIRST_ERROR;
+ *         PARMAP_ENOENT for ANY when no task is pending or unreported;
+ *         PARMAP_ETIMEDOUT when @p timeout passed first; PARMAP_EINVAL.
+ */
+PARMAP_API int parmap_group_wait(parmap_group *group, enum parmap_wait mode,
+                                 double timeout, size_t *id, int *status);
+
+/**
+ * Reads a task's outcome.
+ * @return 0 with *status set (0, its error, PARMAP_ENOTRUN or
+ *         PARMAP_ETIMEDOUT) and *attempts (either may be NULL);
+ *         PARMAP_EBUSY if it has not finished; PARMAP_ENOENT if no such
+ *         task; PARMAP_EINVAL.
+ */
+PARMAP_API int parmap_group_task(parmap_group *group, size_t id, int *status,
+                                 unsigned *attempts);
+
+/**
+ * Counts tasks: @p done finished, @p pending queued or running (either may
+ * be NULL). @return 0 or PARMAP_EINVAL.
+ */
+PARMAP_API int parmap_group_counts(parmap_group *group, size_t *done,
+                                   size_t *pending);
+
+/**
+ * Waits for every task (running queued ones on the calling thread too),
+ * then frees the group. NULL is a no-op.
+ * @return 0, or PARMAP_EBUSY when called from one of its own tasks.
+ */
+PARMAP_API int parmap_group_destroy(parmap_group *group);
 
 #ifdef __cplusplus
 }

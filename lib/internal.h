@@ -97,6 +97,67 @@ struct parmap_pool {
     struct parmap__slot slots[PARMAP__SLOTS];
 };
 
+/* stop.c: why and how a call stops early, shared by maps, streams and
+ * groups. */
+struct parmap_cancel {
+    atomic_int triggered;
+};
+
+enum parmap__stop_reason {
+    PARMAP__RUNNING = 0,
+    PARMAP__STOP_SOON, /* start nothing new; running items finish */
+    PARMAP__STOP_NOW,  /* also ask running items to stop */
+    PARMAP__STOPPING   /* being stopped: the code is being written */
+};
+
+struct parmap__stop {
+    /* A parmap__stop_reason: RUNNING, then STOPPING (taken by one thread,
+     * by CAS, while it writes `code`), then SOON or NOW (released). */
+    PARMAP__ALIGNED atomic_int state;
+    int code; /* the call's result, written by the thread that stopped it */
+
+    /* Counts of final outcomes for the halt rule; only kept when a rule
+     * is set. */
+    PARMAP__ALIGNED atomic_size_t ok, failed;
+
+    /* Read-only after parmap__stop_init. */
+    PARMAP__ALIGNED parmap_cancel *cancel;
+    uint64_t deadline_ns;     /* 0 = none */
+    uint64_t item_timeout_ns; /* 0 = none */
+    parmap_halt halt;
+    size_t total; /* 0 = unknown */
+};
+
+/* The item a thread is running, for parmap_should_stop(). */
+struct parmap__running {
+    struct parmap__stop *stop;
+    uint64_t item_deadline_ns; /* 0 = none */
+    struct parmap__running *outer; /* an enclosing call's, when nested */
+};
+
+/* Checks the option fields stop.c uses; 0 or PARMAP_EINVAL. */
+int parmap__stop_check_opts(const parmap_opts *opts);
+void parmap__stop_init(struct parmap__stop *st, const parmap_opts *opts,
+                       size_t total, uint64_t start_ns);
+/* Stops the call with `code` unless it has stopped already; `now` also
+ * asks running items to stop. Returns 1 if this call did it. */
+int parmap__stop(struct parmap__stop *st, int now, int code);
+/* Non-zero once stopped; also notices a triggered token or a passed
+ * deadline (read the clock only when `now_ns` is non-zero or a deadline
+ * is set). */
+int parmap__stop_poll(struct parmap__stop *st);
+/* Records one item's final outcome and applies the halt rule. */
+void parmap__stop_count(struct parmap__stop *st, int rc);
+/* The status of an item that never started: ENOTRUN or ETIMEDOUT. */
+int parmap__stop_not_run_status(const struct parmap__stop *st);
+/* Makes parmap_should_stop() on this thread answer for `r`. */
+void parmap__running_enter(struct parmap__running *r,
+                           struct parmap__stop *st);
+void parmap__running_leave(struct parmap__running *r);
+
+/* Seconds (validated non-negative) to nanoseconds, saturating. */
+uint64_t parmap__seconds_to_ns(double seconds);
+
 /* cpu.c */
 size_t parmap__default_threads(void);
 
@@ -108,6 +169,9 @@ void parmap__job_finish(parmap_pool *pool, struct parmap__job *job);
 /* Marks the job as having nothing left to claim, so no more workers join.
  * Only a thread inside the job (its owner or a helper) may call it. */
 void parmap__job_close(struct parmap__job *job);
+/* Opens a closed job again (more work arrived) and wakes workers for it.
+ * Only the job's owner, between start and finish, may call it. */
+void parmap__job_reopen(parmap_pool *pool, struct parmap__job *job);
 
 /* queue.c: the worker's side. Finds a job with room, joins it, runs its
  * work and leaves; returns 0 if no job had room. */

@@ -7,15 +7,22 @@
  *
  * In automatic mode each thread sizes its next chunk from the pace of its
  * last one: chunks grow while items are cheap, up to about CHUNK_TARGET_NS
- * of work, and never exceed a share of what is left, so the map ends
- * balanced (guided scheduling, with the chunk also bounded in time).
+ * of work, never exceed a share of what is left, so the map ends balanced
+ * (guided scheduling, with the chunk also bounded in time), and are never
+ * split below what a hand-off costs.
  *
- * Lock order: only pool->lock (to record the lowest failing index), never
- * held while user code runs.
+ * Each item ends in exactly one state: succeeded, failed (with the code of
+ * its last attempt), or never started (PARMAP_ENOTRUN, or PARMAP_ETIMEDOUT
+ * when the call's deadline passed). A failed attempt that is retried after
+ * a delay waits in a not-before queue, not on a thread.
+ *
+ * Lock order: only pool->lock (for the lowest failing index and the retry
+ * queue), never held while user code runs.
  */
 #include "internal.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 
 /* Work per chunk in automatic mode: long enough that claiming a chunk and
  * reading the clock cost well under 1%, short enough that progress and
@@ -27,9 +34,17 @@
  * to another thread costs more than it saves (a contended claim alone is
  * about 100 ns). */
 #define SPLIT_MIN_NS 2000u
+/* A cancellation token can only be polled (triggering it must be
+ * async-signal-safe), so a wait for a delayed retry looks at it this often. */
+#define RETRY_POLL_NS 20000000u
 
-/* Why a map stopped before running every item. */
-enum stop_reason { STOP_NONE = 0, STOP_FAILED, STOP_CANCELLED };
+/* A failed attempt waiting for its retry. */
+struct retry {
+    uint64_t due_ns;
+    size_t index;
+    unsigned attempts;
+    int rc; /* the last attempt's code, final if no retry happens */
+};
 
 struct map_job {
     struct parmap__job base; /* first: the queue sees only this */
@@ -44,33 +59,39 @@ struct map_job {
     size_t out_size;
     size_t n;
     int *status;
+    parmap_record *records;
     size_t fixed_chunk; /* 0 = automatic */
     size_t threads;     /* threads that may take part */
-    int fail_fast;
+    int policy;         /* per-item rules: see uses_policy() */
+    unsigned retries;
+    uint64_t retry_delay_ns, retry_delay_max_ns;
+    parmap_retry_fn retry_if;
+    void *retry_ctx;
 
     /* The next unclaimed index; may run past n by the last claims. */
     PARMAP__ALIGNED atomic_size_t next;
 
-    /* A stop_reason; set once, by the first thread to stop the map. */
-    PARMAP__ALIGNED atomic_int stop;
-    int halt_error; /* written once, by the thread that set STOP_FAILED */
+    struct parmap__stop stop;
 
     /* Lowest failing index: read without the lock as a filter, changed
      * (together with first_error) under pool->lock. */
-    atomic_size_t first_failed;
+    PARMAP__ALIGNED atomic_size_t first_failed;
     int first_error;
+
+    /* Retries waiting for their time: a min-heap on due_ns under
+     * pool->lock; `queued` mirrors its length for lock-free peeks. */
+    atomic_size_t queued;
+    struct retry *heap;
+    size_t heap_len, heap_cap;
 
     struct parmap__progress progress;
 };
 
-static void request_stop(struct map_job *j, int reason, int err)
+static int uses_policy(const parmap_opts *o, const struct parmap__stop *st)
 {
-    int none = STOP_NONE;
-
-    if (atomic_compare_exchange_strong(&j->stop, &none, reason) &&
-        reason == STOP_FAILED)
-        j->halt_error = err;
-    parmap__job_close(&j->base);
+    return st->halt.when != PARMAP_HALT_NEVER || o->cancel != NULL ||
+           o->timeout > 0.0 || o->item_timeout > 0.0 || o->retries != 0 ||
+           o->records != NULL;
 }
 
 static void note_failure(struct map_job *j, size_t i, int rc)
@@ -84,8 +105,12 @@ static void note_failure(struct map_job *j, size_t i, int rc)
         }
         parmap__mutex_unlock(&j->pool->lock);
     }
-    if (j->fail_fast)
-        request_stop(j, STOP_FAILED, rc);
+}
+
+static int stopped(struct map_job *j)
+{
+    return atomic_load_explicit(&j->stop.state, memory_order_relaxed) !=
+           PARMAP__RUNNING;
 }
 
 /* Claims up to `want` items: [*begin, *end). Returns 0 when nothing is
@@ -97,8 +122,7 @@ static int claim(struct map_job *j, size_t want, size_t *begin, size_t *end)
     size_t take;
 
     do {
-        if (cur >= j->n ||
-            atomic_load_explicit(&j->stop, memory_order_relaxed)) {
+        if (cur >= j->n || stopped(j)) {
             parmap__job_close(&j->base);
             return 0;
         }
@@ -136,11 +160,172 @@ static size_t next_chunk(const struct map_job *j, size_t chunk, size_t items,
     return want > 0 ? want : 1;
 }
 
-static void mark_not_run(int *status, size_t begin, size_t end)
+static void mark_not_run(struct map_job *j, size_t begin, size_t end)
 {
-    if (status != NULL)
-        for (size_t i = begin; i < end; i++)
-            status[i] = PARMAP_ENOTRUN;
+    if (begin >= end || (j->status == NULL && j->records == NULL))
+        return;
+    int code = parmap__stop_not_run_status(&j->stop);
+    for (size_t i = begin; i < end; i++) {
+        if (j->status != NULL)
+            j->status[i] = code;
+        if (j->records != NULL) {
+            j->records[i].status = code;
+            j->records[i].attempts = 0;
+            j->records[i].seconds = 0.0;
+        }
+    }
+}
+
+/* ---- The not-before queue of retries (under pool->lock) ---------------- */
+
+static void heap_swap(struct retry *a, struct retry *b)
+{
+    struct retry t = *a;
+    *a = *b;
+    *b = t;
+}
+
+static int heap_push(struct map_job *j, const struct retry *r)
+{
+    if (j->heap_len == j->heap_cap) {
+        size_t cap = j->heap_cap ? j->heap_cap * 2 : 16;
+        struct retry *h = parmap__realloc(j->heap, cap * sizeof *h);
+        if (h == NULL)
+            return -ENOMEM;
+        j->heap = h;
+        j->heap_cap = cap;
+    }
+    size_t i = j->heap_len++;
+    j->heap[i] = *r;
+    while (i > 0 && j->heap[(i - 1) / 2].due_ns > j->heap[i].due_ns) {
+        heap_swap(&j->heap[(i - 1) / 2], &j->heap[i]);
+        i = (i - 1) / 2;
+    }
+    atomic_store_explicit(&j->queued, j->heap_len, memory_order_relaxed);
+    return 0;
+}
+
+static struct retry heap_pop(struct map_job *j)
+{
+    struct retry top = j->heap[0];
+    size_t i = 0;
+
+    j->heap[0] = j->heap[--j->heap_len];
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < j->heap_len && j->heap[l].due_ns < j->heap[m].due_ns)
+            m = l;
+        if (r < j->heap_len && j->heap[r].due_ns < j->heap[m].due_ns)
+            m = r;
+        if (m == i)
+            break;
+        heap_swap(&j->heap[i], &j->heap[m]);
+        i = m;
+    }
+    atomic_store_explicit(&j->queued, j->heap_len, memory_order_relaxed);
+    return top;
+}
+
+/* Takes a retry that is due (or any, when `any`), if there is one. */
+static int take_retry(struct map_job *j, int any, struct retry *out)
+{
+    int found = 0;
+
+    if (atomic_load_explicit(&j->queued, memory_order_relaxed) == 0)
+        return 0;
+    parmap__mutex_lock(&j->pool->lock);
+    if (j->heap_len > 0 &&
+        (any || j->heap[0].due_ns <= parmap__now_ns())) {
+        *out = heap_pop(j);
+        found = 1;
+    }
+    parmap__mutex_unlock(&j->pool->lock);
+    return found;
+}
+
+/* ---- Running items ----------------------------------------------------- */
+
+/* Counts of one thread's finished items, published per chunk (or once, at
+ * the end, when nothing reads them sooner). */
+struct tally {
+    size_t ok, bad;
+};
+
+/* An item's final outcome. */
+static void finish_item(struct map_job *j, size_t i, int rc, unsigned attempts,
+                        struct tally *t)
+{
+    if (j->status != NULL)
+        j->status[i] = rc;
+    if (j->records != NULL) {
+        j->records[i].status = rc;
+        j->records[i].attempts = attempts;
+    }
+    if (rc != 0) {
+        t->bad++;
+        note_failure(j, i, rc);
+    } else {
+        t->ok++;
+    }
+    parmap__stop_count(&j->stop, rc);
+}
+
+static uint64_t backoff_ns(const struct map_job *j, unsigned attempts)
+{
+    uint64_t d = j->retry_delay_ns;
+
+    for (unsigned a = 1; a < attempts && d < UINT64_MAX / 4; a++)
+        d *= 2;
+    if (j->retry_delay_max_ns != 0 && d > j->retry_delay_max_ns)
+        d = j->retry_delay_max_ns;
+    return d;
+}
+
+/* Runs item i under the per-item rules, from attempt `attempts` + 1 on
+ * (0 for a fresh item, more for a retry taken from the queue). */
+static void run_with_policy(struct map_job *j, struct parmap__running *r,
+                            size_t i, unsigned attempts, struct tally *t)
+{
+    const void *in = j->in != NULL ? j->in + i * j->in_size : NULL;
+    void *out = j->out != NULL ? j->out + i * j->out_size : NULL;
+    int timed = j->records != NULL || j->stop.item_timeout_ns != 0;
+    int rc;
+
+    if (attempts == 0 && j->records != NULL)
+        j->records[i].seconds = 0.0;
+    for (;;) {
+        uint64_t t0 = timed ? parmap__now_ns() : 0;
+        r->item_deadline_ns =
+            j->stop.item_timeout_ns != 0 ? t0 + j->stop.item_timeout_ns : 0;
+        rc = j->fn(j->ctx, i, in, out);
+        attempts++;
+        if (j->records != NULL)
+            j->records[i].seconds += (double)(parmap__now_ns() - t0) * 1e-9;
+
+        if (rc == 0 || attempts > j->retries ||
+            parmap__stop_poll(&j->stop) ||
+            (j->retry_if != NULL &&
+             !j->retry_if(j->retry_ctx, i, rc, attempts)))
+            break;
+        uint64_t delay = backoff_ns(j, attempts);
+        if (delay == 0)
+            continue;
+        struct retry later = {parmap__now_ns() + delay, i, attempts, rc};
+        parmap__mutex_lock(&j->pool->lock);
+        int queued = heap_push(j, &later) == 0;
+        parmap__mutex_unlock(&j->pool->lock);
+        if (queued)
+            return;
+        break; /* Out of memory for the queue: the failure stands. */
+    }
+    finish_item(j, i, rc, attempts, t);
+}
+
+static void publish(struct map_job *j, struct tally *t, uint64_t now_ns)
+{
+    if (parmap__progress_add(&j->progress, t->ok, t->bad, now_ns) != 0)
+        parmap__stop(&j->stop, 1, -ECANCELED);
+    t->ok = t->bad = 0;
 }
 
 static void map_work(struct parmap__job *base)
@@ -154,47 +339,101 @@ static void map_work(struct parmap__job *base)
     char *out = j->out;
     size_t in_size = j->in_size, out_size = j->out_size;
     int *status = j->status;
-    size_t chunk = j->fixed_chunk != 0 ? j->fixed_chunk : 1;
+    int policy = j->policy;
     /* Without a progress callback nobody reads the counts before the map
      * ends, so they are published once per thread instead of per chunk. */
     int report = j->progress.fn != NULL;
-    size_t all_ok = 0, all_bad = 0;
+    size_t chunk = j->fixed_chunk != 0 ? j->fixed_chunk : 1;
+    struct tally t = {0, 0};
+    struct parmap__running running;
+    struct retry retry;
     uint64_t t0 = parmap__now_ns();
     size_t begin, end;
 
-    while (claim(j, chunk, &begin, &end)) {
-        size_t ok = 0, bad = 0, i;
+    if (policy)
+        parmap__running_enter(&running, &j->stop);
+    for (;;) {
+        if (policy && !stopped(j) && take_retry(j, 0, &retry)) {
+            run_with_policy(j, &running, retry.index, retry.attempts, &t);
+            if (report)
+                publish(j, &t, parmap__now_ns());
+            continue;
+        }
+        if (!claim(j, chunk, &begin, &end))
+            break;
 
+        size_t i;
         for (i = begin; i < end; i++) {
-            if (atomic_load_explicit(&j->stop, memory_order_relaxed))
+            if (policy) {
+                if (parmap__stop_poll(&j->stop))
+                    break;
+                run_with_policy(j, &running, i, 0, &t);
+                continue;
+            }
+            if (stopped(j))
                 break;
             int rc = fn(ctx, i, in != NULL ? in + i * in_size : NULL,
                         out != NULL ? out + i * out_size : NULL);
             if (status != NULL)
                 status[i] = rc;
             if (rc != 0) {
-                bad++;
+                t.bad++;
                 note_failure(j, i, rc);
             } else {
-                ok++;
+                t.ok++;
             }
         }
-        mark_not_run(status, i, end);
+        mark_not_run(j, i, end);
 
         uint64_t t1 = parmap__now_ns();
         if (j->fixed_chunk == 0)
             chunk = next_chunk(j, chunk, end - begin, t1 - t0);
-        if (report) {
-            if (parmap__progress_add(&j->progress, ok, bad, t1) != 0)
-                request_stop(j, STOP_CANCELLED, 0);
-        } else {
-            all_ok += ok;
-            all_bad += bad;
-        }
+        if (report)
+            publish(j, &t, t1);
         t0 = t1;
     }
+    if (policy)
+        parmap__running_leave(&running);
     if (!report)
-        parmap__progress_add(&j->progress, all_ok, all_bad, 0);
+        parmap__progress_add(&j->progress, t.ok, t.bad, 0);
+}
+
+/* After the main pass, with no helper left: runs the retries still
+ * waiting, each when it is due, and lets workers help again. Once the map
+ * has stopped, a waiting retry's last failure is final. */
+static void drain_retries(struct map_job *j)
+{
+    struct retry r;
+
+    while (atomic_load_explicit(&j->queued, memory_order_relaxed) != 0) {
+        if (parmap__stop_poll(&j->stop)) {
+            struct tally t = {0, 0};
+            while (take_retry(j, 1, &r))
+                finish_item(j, r.index, r.rc, r.attempts, &t);
+            parmap__progress_add(&j->progress, t.ok, t.bad, parmap__now_ns());
+            return;
+        }
+        parmap__mutex_lock(&j->pool->lock);
+        uint64_t due = j->heap[0].due_ns;
+        uint64_t now = parmap__now_ns();
+        if (due > now) {
+            uint64_t until = due - now > RETRY_POLL_NS ? now + RETRY_POLL_NS
+                                                       : due;
+            parmap__cond_timedwait_ns(&j->pool->done_cv, &j->pool->lock,
+                                      until);
+            parmap__mutex_unlock(&j->pool->lock);
+            continue;
+        }
+        size_t ready = j->heap_len;
+        parmap__mutex_unlock(&j->pool->lock);
+
+        /* Some are due: run them as a job again, so idle workers help. */
+        size_t want = ready < j->threads ? ready : j->threads;
+        parmap__job_init(&j->base, map_work, j->threads, want - 1);
+        parmap__job_start(j->pool, &j->base);
+        map_work(&j->base);
+        parmap__job_finish(j->pool, &j->base);
+    }
 }
 
 /* An array argument must be NULL with size 0 or non-NULL with a size,
@@ -227,6 +466,7 @@ int parmap_map(parmap_pool *pool, size_t n, const void *in, size_t in_size,
     static const parmap_opts defaults;
     struct map_job j;
     size_t limit, claimed, done, failed;
+    uint64_t start;
     int rc;
 
     if (opts == NULL)
@@ -237,9 +477,8 @@ int parmap_map(parmap_pool *pool, size_t n, const void *in, size_t in_size,
     }
     if (pool == NULL || fn == NULL)
         return -EINVAL;
-    if (!(opts->progress_interval >= 0.0)) /* also rejects NaN */
-        return -EINVAL;
-    if ((rc = check_array(in, in_size, n)) != 0 ||
+    if ((rc = parmap__stop_check_opts(opts)) != 0 ||
+        (rc = check_array(in, in_size, n)) != 0 ||
         (rc = check_array(out, out_size, n)) != 0)
         return rc;
 
@@ -248,6 +487,7 @@ int parmap_map(parmap_pool *pool, size_t n, const void *in, size_t in_size,
         limit = opts->max_concurrency;
     if (limit > n)
         limit = n;
+    start = parmap__now_ns();
 
     j.pool = pool;
     j.fn = fn;
@@ -258,26 +498,36 @@ int parmap_map(parmap_pool *pool, size_t n, const void *in, size_t in_size,
     j.out_size = out_size;
     j.n = n;
     j.status = opts->status;
+    j.records = opts->records;
     j.fixed_chunk = opts->chunk_size;
     j.threads = limit;
-    j.fail_fast = (opts->flags & PARMAP_FAIL_FAST) != 0;
+    j.retries = opts->retries;
+    j.retry_delay_ns = parmap__seconds_to_ns(opts->retry_delay);
+    j.retry_delay_max_ns = parmap__seconds_to_ns(opts->retry_delay_max);
+    j.retry_if = opts->retry_if;
+    j.retry_ctx = opts->retry_ctx;
     atomic_init(&j.next, 0);
-    atomic_init(&j.stop, STOP_NONE);
-    j.halt_error = 0;
+    parmap__stop_init(&j.stop, opts, n, start);
+    j.policy = uses_policy(opts, &j.stop);
     atomic_init(&j.first_failed, SIZE_MAX);
     j.first_error = 0;
+    atomic_init(&j.queued, 0);
+    j.heap = NULL;
+    j.heap_len = j.heap_cap = 0;
     parmap__progress_init(&j.progress, opts->progress, opts->progress_ctx,
-                          opts->progress_interval, n, parmap__now_ns());
+                          opts->progress_interval, n, start);
     parmap__job_init(&j.base, map_work, limit, limit - 1);
 
     parmap__job_start(pool, &j.base);
     map_work(&j.base);
     parmap__job_finish(pool, &j.base);
+    drain_retries(&j);
+    free(j.heap);
 
     /* Alone now: every helper has left and published its counts. */
     claimed = atomic_load_explicit(&j.next, memory_order_relaxed);
     if (claimed < n)
-        mark_not_run(j.status, claimed, n);
+        mark_not_run(&j, claimed, n);
     done = atomic_load_explicit(&j.progress.done, memory_order_relaxed);
     failed = atomic_load_explicit(&j.progress.failed, memory_order_relaxed);
     parmap__progress_final(&j.progress, parmap__now_ns());
@@ -285,12 +535,7 @@ int parmap_map(parmap_pool *pool, size_t n, const void *in, size_t in_size,
                  atomic_load_explicit(&j.first_failed, memory_order_relaxed),
                  j.first_error);
 
-    switch (atomic_load_explicit(&j.stop, memory_order_relaxed)) {
-    case STOP_CANCELLED:
-        return -ECANCELED;
-    case STOP_FAILED:
-        return j.halt_error;
-    default:
-        return failed != 0 ? PARMAP_EFAILED : 0;
-    }
+    if (stopped(&j))
+        return j.stop.code;
+    return failed != 0 ? PARMAP_EFAILED : 0;
 }

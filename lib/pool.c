@@ -102,7 +102,7 @@ static int init_sync(parmap_pool *pool)
     rc = parmap__cond_init(&pool->work_cv);
     if (rc != 0)
         goto fail_work;
-    rc = parmap__cond_init(&pool->done_cv);
+    rc = parmap__cond_init_monotonic(&pool->done_cv);
     if (rc != 0)
         goto fail_done;
     return 0;

@@ -175,3 +175,15 @@ int parmap__queue_work(parmap_pool *pool)
     }
     return 0;
 }
+
+void parmap__job_reopen(parmap_pool *pool, struct parmap__job *job)
+{
+    struct parmap__slot *slot = job->slot;
+
+    if (slot == NULL)
+        return;
+    atomic_fetch_or(&slot->state, PARMAP__SLOT_OPEN);
+    atomic_fetch_or(&pool->active, UINT64_C(1) << (slot - pool->slots));
+    atomic_fetch_add(&pool->gen, 1);
+    wake_for(pool, job);
+}

@@ -81,11 +81,54 @@ static inline int parmap__cond_init(pthread_cond_t *c)
     return -pthread_cond_init(c, NULL);
 }
 
+/* A condition variable whose timed waits use CLOCK_MONOTONIC, so a clock
+ * change does not stretch or cut a timeout. */
+static inline int parmap__cond_init_monotonic(pthread_cond_t *c)
+{
+    pthread_condattr_t attr;
+    int rc;
+
+    if (PARMAP__FAULT_HIT())
+        return -ENOMEM;
+    if ((rc = pthread_condattr_init(&attr)) != 0)
+        return -rc;
+    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(c, &attr);
+    pthread_condattr_destroy(&attr);
+    return -rc;
+}
+
+/* Waits until signalled or until the monotonic time `deadline_ns`; the
+ * condition variable must come from parmap__cond_init_monotonic(). Returns
+ * 0, or ETIMEDOUT once the deadline has passed. */
+static inline int parmap__cond_timedwait_ns(pthread_cond_t *c,
+                                            pthread_mutex_t *m,
+                                            uint64_t deadline_ns)
+{
+    struct timespec ts;
+    int rc;
+
+    ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
+    ts.tv_nsec = (long)(deadline_ns % 1000000000u);
+    rc = pthread_cond_timedwait(c, m, &ts);
+    if (rc != 0 && rc != ETIMEDOUT)
+        abort();
+    return rc;
+}
+
 static inline void *parmap__calloc(size_t n, size_t size)
 {
     if (PARMAP__FAULT_HIT())
         return NULL;
     return calloc(n, size);
+}
+
+static inline void *parmap__realloc(void *p, size_t size)
+{
+    if (PARMAP__FAULT_HIT())
+        return NULL;
+    return realloc(p, size);
 }
 
 static inline int parmap__thread_create(pthread_t *t, const pthread_attr_t *a,
