@@ -99,14 +99,15 @@ extern "C" {
     XX(ENOENT, -ENOENT, "no such task")                                       \
     XX(EFAILED, PARMAP__ERR_BASE - 1, "one or more items failed")              \
     XX(ENOTRUN, PARMAP__ERR_BASE - 2, "item was not run")                      \
-    XX(EHALTED, PARMAP__ERR_BASE - 3, "stopped by its halt rule")
+    XX(EHALTED, PARMAP__ERR_BASE - 3, "stopped by its halt rule")            \
+    XX(EFORKED, PARMAP__ERR_BASE - 4, "pool was inherited across fork()")
 
 /** Error codes returned by parmap functions (always negative). */
 typedef enum parmap_errno {
 #define PARMAP__ERR_ENUM(name, value, msg) PARMAP_##name = (value),
     PARMAP_ERRNO_MAP(PARMAP__ERR_ENUM)
 #undef PARMAP__ERR_ENUM
-    PARMAP__ERR_LAST_ = PARMAP__ERR_BASE - 4
+    PARMAP__ERR_LAST_ = PARMAP__ERR_BASE - 5
 } parmap_errno;
 
 /**
@@ -187,6 +188,12 @@ PARMAP_API int parmap_pool_create(parmap_pool **pool, size_t nthreads,
  *
  * Thread-safety: may be called from any thread but its own workers. The
  * caller must ensure no new call starts on the pool once it is destroyed.
+ *
+ * fork(): a child process inherits a pool's memory but not its threads.
+ * In the child, every call on an inherited pool returns PARMAP_EFORKED
+ * without running anything, and parmap_pool_destroy() frees it without
+ * joining threads that do not exist there; create a new pool in the child
+ * if it needs one. The parent's pool is not affected.
  */
 PARMAP_API int parmap_pool_destroy(parmap_pool *pool);
 

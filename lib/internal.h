@@ -92,6 +92,7 @@ struct parmap_pool {
     PARMAP__ALIGNED size_t nthreads; /* threads per map, caller included */
     size_t nworkers;                 /* nthreads - 1 */
     unsigned max_spinners;
+    unsigned fork_gen; /* parmap__fork_generation() at create */
     pthread_t *threads;
 
     struct parmap__slot slots[PARMAP__SLOTS];
@@ -157,6 +158,16 @@ void parmap__running_leave(struct parmap__running *r);
 
 /* Seconds (validated non-negative) to nanoseconds, saturating. */
 uint64_t parmap__seconds_to_ns(double seconds);
+
+/* fork.c: how many times this process line has forked since the library
+ * was first used; a pool remembers the value it was created under. */
+unsigned parmap__fork_generation(void);
+
+/* 1 when `pool` was inherited across fork(). */
+static inline int parmap__pool_forked(const parmap_pool *pool)
+{
+    return pool->fork_gen != parmap__fork_generation();
+}
 
 /* cpu.c */
 size_t parmap__default_threads(void);

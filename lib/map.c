@@ -477,6 +477,8 @@ int parmap_map(parmap_pool *pool, size_t n, const void *in, size_t in_size,
     }
     if (pool == NULL || fn == NULL)
         return -EINVAL;
+    if (parmap__pool_forked(pool))
+        return PARMAP_EFORKED;
     if ((rc = parmap__stop_check_opts(opts)) != 0 ||
         (rc = check_array(in, in_size, n)) != 0 ||
         (rc = check_array(out, out_size, n)) != 0)

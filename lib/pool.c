@@ -176,6 +176,7 @@ int parmap_pool_create(parmap_pool **out, size_t nthreads,
         return -ENOMEM;
     memset(pool, 0, sizeof *pool);
 
+    pool->fork_gen = parmap__fork_generation();
     pool->nthreads = nthreads;
     pool->nworkers = nthreads - 1;
     cpus = parmap_cpu_count();
@@ -231,6 +232,12 @@ int parmap_pool_destroy(parmap_pool *pool)
 {
     if (pool == NULL)
         return 0;
+    if (parmap__pool_forked(pool)) {
+        /* The workers, and whatever state the lock was in, stayed behind
+         * in the parent: only the memory is ours to free. */
+        free_pool(pool);
+        return 0;
+    }
     if (is_own_worker(pool))
         return -EDEADLK;
     /* Acquire pairs with the release that ends every call, so nothing a
