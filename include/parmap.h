@@ -10,10 +10,16 @@
  * whatever order items finish in, keeps each item's outcome, and reports
  * progress as it goes.
  *
+ *     static int f_item(void *ctx, size_t i, const void *in, void *out)
+ *     {
+ *         *(double *)out = f(*(const double *)in);
+ *         return 0;
+ *     }
+ *
  *     parmap_pool *pool;
  *     parmap_pool_create(&pool, 0, NULL);           // one thread per CPU
  *     int rc = parmap_map(pool, n, in, sizeof *in, out, sizeof *out,
- *                         f, ctx, NULL);
+ *                         f_item, NULL, NULL);
  *     parmap_pool_destroy(pool);
  *
  * Conventions
@@ -25,6 +31,11 @@
  *   fields are only ever appended, so `parmap_opts o = {0};` keeps compiling.
  * - The library never prints, never exits and keeps no process-global
  *   mutable state: two pools never affect each other.
+ * - Callbacks report failure by returning non-zero, by convention a negated
+ *   errno value. Where a call hands such a value back (fail-fast, halt on
+ *   failure), it can coincide with one of the library's own codes; the
+ *   summary's and status array's counts tell an item's failure apart from
+ *   an argument error, after which no callback has run.
  */
 #ifndef PARMAP_H
 #define PARMAP_H
@@ -54,29 +65,8 @@ extern "C" {
      PARMAP_VERSION_PATCH)
 /**@}*/
 
-/* EOVERFLOW, ECANCELED and ETIMEDOUT are POSIX; give portable fallbacks so
- * the header still compiles where <errno.h> is only ISO C. */
-#ifndef EOVERFLOW
-#define EOVERFLOW 75
-#endif
-#ifndef ECANCELED
-#define ECANCELED 125
-#endif
-#ifndef ETIMEDOUT
-#define ETIMEDOUT 110
-#endif
-#ifndef EDEADLK
-#define EDEADLK 35
-#endif
-#ifndef EBUSY
-#define EBUSY 16
-#endif
-#ifndef EAGAIN
-#define EAGAIN 11
-#endif
-#ifndef ENOENT
-#define ENOENT 2
-#endif
+/* The codes below are POSIX errno values: this header is for POSIX systems,
+ * whose <errno.h> defines them all. */
 
 /**
  * The one list of error codes. Each entry is (NAME, value, message); the
@@ -113,16 +103,16 @@ typedef enum parmap_errno {
 /**
  * Describes an error code in a sentence.
  *
- * @param err  any value: a parmap code, a negated errno value, or anything
- *             else (a callback's own code).
- * @return a static string; never NULL. Unknown codes give "unknown error".
- *         Thread-safe.
+ * @param err  any value: a parmap code, any negated errno value (described
+ *             as strerror() would, e.g. -EIO), or anything else.
+ * @return a static string; never NULL. Codes that are neither give
+ *         "unknown error". Thread-safe.
  */
 PARMAP_API const char *parmap_strerror(int err);
 
 /**
- * Names an error code: "EINVAL", "EFAILED", ... ("EUNKNOWN" for a code this
- * library does not define, "OK" for 0).
+ * Names an error code: "EINVAL", "EFAILED", "EIO" (any negated errno
+ * value), "OK" for 0, and "EUNKNOWN" for anything else.
  *
  * @return a static string; never NULL. Thread-safe.
  */
@@ -246,7 +236,8 @@ typedef struct parmap_progress {
  * Runs on one of the threads taking part in the map (the caller or a pool
  * worker), never two at once for one map. The last call runs on the
  * caller's thread after every item has finished and reports the final
- * counts; `done` never decreases from one call to the next.
+ * counts (its return value is ignored: nothing is left to stop); `done`
+ * never decreases from one call to the next.
  */
 typedef int (*parmap_progress_fn)(void *ctx, const parmap_progress *p);
 
@@ -257,10 +248,15 @@ enum parmap_flags {
     PARMAP_COLLECT = 0,
     /** The first failure stops every item not yet started (they are
      * reported as PARMAP_ENOTRUN, never started later) and the map returns
-     * that failure's code (gather(return_exceptions=False)). */
+     * that failure's code (gather(return_exceptions=False)): the first to
+     * fail in time, which need not be summary.first_failed, the lowest
+     * failing index. The same as halt {SOON, ON_FAIL, 1}; combined with a
+     * halt rule on failures, the count becomes 1 and the rule's `when`
+     * stays; with a rule on anything else, fail-fast replaces it. */
     PARMAP_FAIL_FAST = 1u << 0,
     /** Streams only: deliver results in the order they finish (asyncio's
-     * as_completed, imap_unordered) instead of input order. */
+     * as_completed, imap_unordered) instead of input order. Maps ignore
+     * it: their results always land in their own slots. */
     PARMAP_UNORDERED = 1u << 1
 };
 
@@ -368,7 +364,7 @@ typedef struct parmap_record {
 /** What a map did, filled in when opts->summary is set. */
 typedef struct parmap_summary {
     size_t succeeded;    /**< items whose callback returned 0. */
-    size_t failed;       /**< items whose callback returned non-zero. */
+    size_t failed;       /**< items whose last attempt returned non-zero. */
     size_t not_run;      /**< items never started (stopped or timed out). */
     size_t first_failed; /**< lowest failed index, or (size_t)-1 if none. */
     int first_error;     /**< the code of item first_failed, or 0. */
@@ -378,8 +374,9 @@ typedef struct parmap_summary {
 typedef struct parmap_opts {
     /** parmap_flags, or-ed. */
     unsigned flags;
-    /** At most this many callbacks of this map run at once, exactly (like
-     * a semaphore around each item). 0 = the pool's size. */
+    /** At most this many callbacks of this call run at once, exactly
+     * (like a semaphore around each item). 0, or a value above the pool's
+     * size, means the pool's size. */
     size_t max_concurrency;
     /** Items handed to a thread at a time. 0 = automatic: chunks grow
      * while items are cheap and shrink when they are slow, so queue
@@ -390,7 +387,8 @@ typedef struct parmap_opts {
      * item never started, PARMAP_ENOTRUN (stopped: fail-fast, halt, cancel)
      * or PARMAP_ETIMEDOUT (the call's timeout passed). */
     int *status;
-    /** If not NULL, receives the counts of the map (also on failure). */
+    /** If not NULL, receives the counts of the map whenever callbacks may
+     * have run (every return but an argument error). */
     parmap_summary *summary;
     /** Progress callback, or NULL. */
     parmap_progress_fn progress;
@@ -409,7 +407,8 @@ typedef struct parmap_opts {
      * call returns PARMAP_ETIMEDOUT, with every finished result kept. */
     double timeout;
     /** Per-item deadline in seconds from the start of each attempt; 0 =
-     * none. Callbacks see it through parmap_should_stop(). */
+     * none. Callbacks see it through parmap_should_stop(); it is
+     * cooperative: a callback that never asks runs to completion. */
     double item_timeout;
     /** Extra attempts for a failed item: up to 1 + retries in all. */
     unsigned retries;
@@ -465,7 +464,8 @@ typedef struct parmap_opts {
  *   - 0: every item succeeded.
  *   - PARMAP_EFAILED: every item ran and at least one failed (default
  *     mode); see opts->status and opts->summary for which.
- *   - the first failing item's own code, with PARMAP_FAIL_FAST.
+ *   - the code of the first item to fail (in time), with PARMAP_FAIL_FAST
+ *     or a halt rule on failures.
  *   - PARMAP_ECANCELED: the progress callback asked to stop, or
  *     opts->cancel was triggered.
  *   - PARMAP_ETIMEDOUT: opts->timeout passed before every item ran.
@@ -475,6 +475,7 @@ typedef struct parmap_opts {
  *     a time in opts is negative or not a number; opts->halt has an
  *     unknown mode or a percent above 100.
  *   - PARMAP_EOVERFLOW: n times an element size does not fit in size_t.
+ *   - PARMAP_EFORKED: @p pool was inherited across fork().
  *   When an argument error is returned no callback has run.
  *
  * Thread-safety: any number of threads may run maps on one pool at once.

@@ -76,7 +76,9 @@ static size_t cgroup2_limit(const char *dir)
     size_t cpus = 0;
     FILE *f;
 
-    snprintf(file, sizeof file, "/sys/fs/cgroup%s/cpu.max", dir);
+    int len = snprintf(file, sizeof file, "/sys/fs/cgroup%s/cpu.max", dir);
+    if (len < 0 || (size_t)len >= sizeof file)
+        return 0;
     f = fopen(file, "re");
     if (f == NULL)
         return 0;
