@@ -609,17 +609,26 @@ enum parmap_wait {
 
 /**
  * Creates a task group on @p pool.
- * @param opts  max_concurrency, halt (a TaskGroup cancels siblings when
- *              one fails: {PARMAP_HALT_NOW, PARMAP_HALT_ON_FAIL, 1}),
- *              cancel, timeout, item_timeout, retries and progress apply.
- * @return 0, PARMAP_EINVAL, PARMAP_ENOMEM.
+ *
+ * A live group counts as a call on its pool (parmap_pool_destroy() returns
+ * PARMAP_EBUSY until the group is destroyed) and holds one of the pool's
+ * 64 job slots; a group created when none is free runs its tasks only on
+ * threads that wait on it.
+ *
+ * @param opts  max_concurrency (capped at the pool's size), halt (a
+ *              TaskGroup cancels siblings when one fails:
+ *              {PARMAP_HALT_NOW, PARMAP_HALT_ON_FAIL, 1}), cancel, timeout,
+ *              item_timeout, retries and progress apply. retry_if's
+ *              `attempt` counts from the last (re)submission.
+ * @return 0, PARMAP_EINVAL, PARMAP_ENOMEM, PARMAP_EFORKED.
  */
 PARMAP_API int parmap_group_create(parmap_group **group, parmap_pool *pool,
                                    const parmap_opts *opts);
 
 /**
  * Adds a task; it starts as soon as a thread is free.
- * @param id  receives the task's id (ids count up from 0), or NULL.
+ * @param id  receives the task's id (ids count up from 0), or NULL; it is
+ *            written before the task can start.
  * @return 0, PARMAP_EINVAL, PARMAP_ENOMEM, or PARMAP_ECANCELED when the
  *         group has stopped (halted, cancelled, timed out): the task is
  *         not added.
@@ -638,15 +647,27 @@ PARMAP_API int parmap_group_resubmit(parmap_group *group, size_t id);
 /**
  * Waits; the calling thread runs tasks while it waits.
  *
+ * The waiting thread runs a task itself when no worker can (a pool of 1,
+ * no free slot, every worker busy in this group) or when a startable task
+ * has waited 5 ms for an idle worker; a timed wait can then return late by
+ * the length of that task. A retry waiting for its delay starts when it is
+ * due and a thread looks at the group: a waiter sleeps until then.
+ *
  * @param mode     what to wait for.
  * @param timeout  seconds; a negative value waits without limit.
  * @param id, status  for PARMAP_WAIT_ANY: the finished task (each finished
  *                 task is reported once); for PARMAP_WAIT_FIRST_ERROR:
  *                 the failed task, if any. Either may be NULL.
- * @return 0 when the condition was met (for FIRST_ERROR: all finished
- *         without failure); the failed task's code for FIRST_ERROR;
+ *                 FIRST_ERROR reports each failure once, like ANY, so a
+ *                 loop that replaces failed tasks ends; tasks a stop left
+ *                 unrun count as failures there.
+ * @return 0 when the condition was met (for FIRST_ERROR: every task
+ *         finished and no failure is left unreported, with *id set to
+ *         (size_t)-1); the failed task's code for FIRST_ERROR;
  *         PARMAP_ENOENT for ANY when no task is pending or unreported;
- *         PARMAP_ETIMEDOUT when @p timeout passed first; PARMAP_EINVAL.
+ *         PARMAP_ETIMEDOUT when @p timeout passed first; PARMAP_EDEADLK
+ *         for ALL from inside one of the group's own tasks (it could never
+ *         be met); PARMAP_EINVAL.
  */
 PARMAP_API int parmap_group_wait(parmap_group *group, enum parmap_wait mode,
                                  double timeout, size_t *id, int *status);
@@ -654,7 +675,8 @@ PARMAP_API int parmap_group_wait(parmap_group *group, enum parmap_wait mode,
 /**
  * Reads a task's outcome.
  * @return 0 with *status set (0, its error, PARMAP_ENOTRUN or
- *         PARMAP_ETIMEDOUT) and *attempts (either may be NULL);
+ *         PARMAP_ETIMEDOUT) and *attempts, counted over all its
+ *         submissions (either may be NULL);
  *         PARMAP_EBUSY if it has not finished; PARMAP_ENOENT if no such
  *         task; PARMAP_EINVAL.
  */

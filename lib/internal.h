@@ -115,7 +115,11 @@ struct parmap__stop {
     /* A parmap__stop_reason: RUNNING, then STOPPING (taken by one thread,
      * by CAS, while it writes `code`), then SOON or NOW (released). */
     PARMAP__ALIGNED atomic_int state;
-    int code; /* the call's result, written by the thread that stopped it */
+    /* Written by the thread that stopped the call, before it publishes
+     * SOON or NOW: the call's result, and the status of items that never
+     * start (PARMAP_ETIMEDOUT only when the deadline stopped it). */
+    int code;
+    int not_run;
 
     /* Counts of final outcomes for the halt rule; only kept when a rule
      * is set. */
@@ -180,8 +184,10 @@ void parmap__job_finish(parmap_pool *pool, struct parmap__job *job);
 /* Marks the job as having nothing left to claim, so no more workers join.
  * Only a thread inside the job (its owner or a helper) may call it. */
 void parmap__job_close(struct parmap__job *job);
-/* Opens a closed job again (more work arrived) and wakes workers for it.
- * Only the job's owner, between start and finish, may call it. */
+/* Opens a closed job again (more work arrived) and wakes job->want workers
+ * for it. Only the job's owner, between start and finish, may call it; a
+ * group is its job's owner, so any thread holding the group's lock may,
+ * and it sets job->want just before (only start and reopen read it). */
 void parmap__job_reopen(parmap_pool *pool, struct parmap__job *job);
 
 /* queue.c: the worker's side. Finds a job with room, joins it, runs its

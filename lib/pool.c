@@ -165,16 +165,9 @@ int parmap_pool_create(parmap_pool **out, size_t nthreads,
     if (nthreads == 0)
         nthreads = parmap__default_threads();
 
-    /* The struct has cache-line-aligned members; calloc only promises
-     * alignment for the fundamental types. */
-    if (PARMAP__FAULT_HIT())
-        return -ENOMEM;
-    pool = aligned_alloc(PARMAP__CACHELINE,
-                         (sizeof *pool + PARMAP__CACHELINE - 1) /
-                             PARMAP__CACHELINE * PARMAP__CACHELINE);
+    pool = parmap__aligned_calloc(sizeof *pool);
     if (pool == NULL)
         return -ENOMEM;
-    memset(pool, 0, sizeof *pool);
 
     pool->fork_gen = parmap__fork_generation();
     pool->nthreads = nthreads;

@@ -88,6 +88,7 @@ void parmap__stop_init(struct parmap__stop *st, const parmap_opts *o,
 {
     atomic_init(&st->state, PARMAP__RUNNING);
     st->code = 0;
+    st->not_run = PARMAP_ENOTRUN;
     atomic_init(&st->ok, 0);
     atomic_init(&st->failed, 0);
     st->cancel = o->cancel;
@@ -112,7 +113,8 @@ void parmap__stop_init(struct parmap__stop *st, const parmap_opts *o,
     st->total = total;
 }
 
-int parmap__stop(struct parmap__stop *st, int now, int code)
+/* Stops the call; `not_run` is the status items that never start get. */
+static int stop_with(struct parmap__stop *st, int now, int code, int not_run)
 {
     int running = PARMAP__RUNNING;
 
@@ -123,10 +125,16 @@ int parmap__stop(struct parmap__stop *st, int now, int code)
         return 0;
     /* Release: whoever sees SOON or NOW also sees the code. */
     st->code = code;
+    st->not_run = not_run;
     atomic_store_explicit(&st->state,
                           now ? PARMAP__STOP_NOW : PARMAP__STOP_SOON,
                           memory_order_release);
     return 1;
+}
+
+int parmap__stop(struct parmap__stop *st, int now, int code)
+{
+    return stop_with(st, now, code, PARMAP_ENOTRUN);
 }
 
 int parmap__stop_poll(struct parmap__stop *st)
@@ -140,7 +148,7 @@ int parmap__stop_poll(struct parmap__stop *st)
         return 1;
     }
     if (st->deadline_ns != 0 && parmap__now_ns() >= st->deadline_ns) {
-        parmap__stop(st, 1, -ETIMEDOUT);
+        stop_with(st, 1, -ETIMEDOUT, PARMAP_ETIMEDOUT);
         return 1;
     }
     return 0;
@@ -194,19 +202,19 @@ void parmap__stop_count(struct parmap__stop *st, int rc)
                      h->on == PARMAP_HALT_ON_FAIL ? rc : PARMAP_EHALTED);
 }
 
-/* The code of a stopped call. The thread that stopped it publishes the
- * code a few instructions after taking STOPPING, so wait for that. */
-static int stopped_code(const struct parmap__stop *st)
+/* Waits until the thread that stopped the call has published why: it does
+ * so a few instructions after taking STOPPING. */
+static void wait_published(const struct parmap__stop *st)
 {
     while (atomic_load_explicit(&((struct parmap__stop *)st)->state,
                                 memory_order_acquire) == PARMAP__STOPPING)
         parmap__cpu_relax();
-    return st->code;
 }
 
 int parmap__stop_not_run_status(const struct parmap__stop *st)
 {
-    return stopped_code(st) == -ETIMEDOUT ? PARMAP_ETIMEDOUT : PARMAP_ENOTRUN;
+    wait_published(st);
+    return st->not_run;
 }
 
 void parmap__running_enter(struct parmap__running *r, struct parmap__stop *st)
@@ -233,8 +241,9 @@ int parmap_should_stop(void)
     if (parmap__stop_poll(st) &&
         atomic_load_explicit(&st->state, memory_order_acquire) ==
             PARMAP__STOP_NOW)
-        return stopped_code(st) == -ETIMEDOUT ? PARMAP_ETIMEDOUT
-                                              : PARMAP_ECANCELED;
+        return parmap__stop_not_run_status(st) == PARMAP_ETIMEDOUT
+                   ? PARMAP_ETIMEDOUT
+                   : PARMAP_ECANCELED;
     if (r->item_deadline_ns != 0 && parmap__now_ns() >= r->item_deadline_ns)
         return PARMAP_ETIMEDOUT;
     return 0;

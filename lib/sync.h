@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "fault.h"
@@ -122,6 +123,23 @@ static inline void *parmap__calloc(size_t n, size_t size)
     if (PARMAP__FAULT_HIT())
         return NULL;
     return calloc(n, size);
+}
+
+/* Zeroed memory aligned to a cache line, for structs with PARMAP__ALIGNED
+ * members (calloc only promises alignment for the fundamental types). */
+static inline void *parmap__aligned_calloc(size_t size)
+{
+    size_t rounded;
+    void *p;
+
+    if (PARMAP__FAULT_HIT())
+        return NULL;
+    rounded = (size + PARMAP__CACHELINE - 1) / PARMAP__CACHELINE *
+              PARMAP__CACHELINE;
+    p = aligned_alloc(PARMAP__CACHELINE, rounded);
+    if (p != NULL)
+        memset(p, 0, rounded);
+    return p;
 }
 
 static inline void *parmap__realloc(void *p, size_t size)
