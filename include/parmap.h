@@ -414,7 +414,9 @@ typedef struct parmap_opts {
     unsigned retries;
     /** Seconds before the first retry of an item, doubling with each
      * further retry (exponential backoff). A waiting retry does not hold a
-     * thread: it sits in a not-before queue. 0 = retry at once. */
+     * thread: it sits in a not-before queue. 0 = retry at once. Should
+     * memory for that queue run out, the failed attempt stands as the
+     * item's outcome. */
     double retry_delay;
     /** Upper bound of the backoff delay; 0 = no bound. */
     double retry_delay_max;

@@ -33,8 +33,11 @@ static int report(struct parmap__progress *p, uint64_t now_ns)
 {
     parmap_progress snap;
 
+    /* Failures are added after completions (with release) and read
+     * before them (with acquire), so a snapshot never shows more failed
+     * items than done ones. */
+    snap.failed = atomic_load_explicit(&p->failed, memory_order_acquire);
     snap.done = atomic_load_explicit(&p->done, memory_order_relaxed);
-    snap.failed = atomic_load_explicit(&p->failed, memory_order_relaxed);
     snap.total = p->total;
     snap.elapsed = (double)(now_ns - p->start_ns) * 1e-9;
     return p->fn(p->ctx, &snap);
@@ -48,7 +51,7 @@ int parmap__progress_add(struct parmap__progress *p, size_t ok, size_t bad,
     if (ok + bad != 0)
         atomic_fetch_add_explicit(&p->done, ok + bad, memory_order_relaxed);
     if (bad != 0)
-        atomic_fetch_add_explicit(&p->failed, bad, memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->failed, bad, memory_order_release);
     if (p->fn == NULL)
         return 0;
 
