@@ -42,6 +42,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h> /* FILE, for the progress bar */
 
 #ifdef __cplusplus
 extern "C" {
@@ -485,6 +486,153 @@ typedef struct parmap_opts {
 PARMAP_API int parmap_map(parmap_pool *pool, size_t n, const void *in,
                           size_t in_size, void *out, size_t out_size,
                           parmap_fn fn, void *ctx, const parmap_opts *opts);
+
+/* ------------------------------------------------------------------------ */
+/* Progress bar: a ready-made progress callback                             */
+/* ------------------------------------------------------------------------ */
+
+
+/**
+ * A text progress bar in the style of tqdm, drawn by the progress callback
+ * of a map, a stream or a task group. Opaque; create with
+ * parmap_bar_create(). The library only ever writes to a FILE the caller
+ * gave to a bar.
+ *
+ * On a terminal it redraws one line in place (a carriage return and the
+ * line padded with spaces; no escape sequence), sized to the terminal's
+ * width:
+ *
+ *     fetch:  45%|████▌     | 4500/10000 [00:01<00:01, 4012.3 it/s, 3 failed]
+ *
+ * that is: the percentage, the bar, done/total, elapsed<remaining time
+ * (mm:ss, or h:mm:ss), items per second (seconds per item below one), and
+ * the number of failed items when there are any. The remaining time is
+ * estimated from the average rate so far. When the output is not a
+ * terminal (a log file, CI), it writes a plain line, ending in a newline,
+ * at most once per interval. When the total is unknown (streams report
+ * total 0) it shows the count, elapsed time and rate:
+ *
+ *     fetch: 4500 it [00:01, 4012.3 it/s]
+ *
+ * Either way it ends with a final line holding the final counts: drawn as
+ * soon as done reaches a known total, otherwise by parmap_bar_destroy().
+ *
+ * Replaces a hand-written progress callback; the one line is
+ * parmap_bar_attach():
+ *
+ *     parmap_bar *bar;
+ *     parmap_bar_create(&bar, stderr, NULL);
+ *     parmap_opts opts = {0};
+ *     parmap_bar_attach(bar, &opts);
+ *     rc = parmap_map(pool, n, in, sizeof *in, out, sizeof *out, f, NULL,
+ *                     &opts);
+ *     parmap_bar_destroy(bar);
+ */
+typedef struct parmap_bar parmap_bar;
+
+/** Flags for parmap_bar_opts.flags. */
+enum parmap_bar_flags {
+    /** Draw the bar with '#' and spaces. The default, unless the program
+     * has called setlocale() and the locale's codeset is UTF-8. */
+    PARMAP_BAR_ASCII = 1u << 0,
+    /** Draw the bar with Unicode block characters (U+2588 and the eighths
+     * U+2589..U+258F), written as UTF-8: one column each. */
+    PARMAP_BAR_UNICODE = 1u << 1,
+    /** Redraw in place even if isatty() says the output is not a terminal
+     * (a pseudo-terminal behind a pipe; tests). */
+    PARMAP_BAR_FORCE_TTY = 1u << 2,
+    /** Write plain lines even if the output is a terminal. */
+    PARMAP_BAR_NO_TTY = 1u << 3
+};
+
+/** Bar options. Zero (or NULL) means defaults. Fields are only appended. */
+typedef struct parmap_bar_opts {
+    /** Written before the counts, followed by ": "; NULL or "" = none.
+     * Copied (its first 200 bytes); control characters become '?'. */
+    const char *label;
+    /** parmap_bar_flags, or-ed. */
+    unsigned flags;
+    /** Minimum seconds between two drawn lines, on the call's own clock
+     * (parmap_progress.elapsed); the first and the final line are always
+     * drawn. 0 = 0.1 s on a terminal, 5 s otherwise. */
+    double interval;
+    /** Columns a line may take (on a terminal, one fewer, so the cursor
+     * never wraps); lines never exceed it. 0 = the terminal's width
+     * (TIOCGWINSZ on the output, read at each redraw), else the COLUMNS
+     * environment variable at create time, else 80. Values above 1024 count
+     * as 1024. */
+    int width;
+} parmap_bar_opts;
+
+/**
+ * Creates a progress bar that writes to @p out. Nothing is written before
+ * the first parmap_bar_update().
+ *
+ * Whether @p out is a terminal is decided here, by isatty(fileno(out)),
+ * unless opts->flags says otherwise; so is the glyph set.
+ *
+ * @param bar   receives the bar; untouched on failure.
+ * @param out   where to draw, for example stderr. Not closed by the bar;
+ *              it must stay open until parmap_bar_destroy().
+ * @param opts  options, or NULL for defaults.
+ * @return 0, or
+ *   - PARMAP_EINVAL: @p bar or @p out is NULL; opts->flags has an unknown
+ *     bit, or both ASCII and UNICODE, or both FORCE_TTY and NO_TTY;
+ *     opts->interval is negative or not a number; opts->width is negative.
+ *   - PARMAP_ENOMEM: out of memory.
+ *
+ * Thread-safety: any thread may create bars; bars are independent.
+ */
+PARMAP_API int parmap_bar_create(parmap_bar **bar, FILE *out,
+                                 const parmap_bar_opts *opts);
+
+/**
+ * Draws @p p on the bar when a line is due: a parmap_progress_fn, to be
+ * set as opts.progress with the bar as opts.progress_ctx (or through
+ * parmap_bar_attach()).
+ *
+ * A line is due for the first update of a call, when @p p is final
+ * (done reaches a known total: that line ends with a newline), and when
+ * opts->interval has passed since the last line. The output is flushed
+ * after each line. Later updates with the same final counts (parmap's own
+ * last call repeats them) draw nothing, and neither does, in a log, an
+ * update whose counts have not changed since the last line. Counts going
+ * back (done or elapsed smaller than before, or another total) mean a new
+ * call: the previous line is ended first, as parmap_bar_destroy() would.
+ *
+ * @param bar  a parmap_bar (void * so that no cast is needed as a
+ *             progress_ctx); NULL draws nothing.
+ * @param p    the counts; NULL draws nothing.
+ * @return 0 always: a bar never cancels a call. Write errors are ignored
+ *         (ferror(out) tells).
+ *
+ * Runs on the thread parmap runs the progress callback on. One bar serves
+ * one call at a time: parmap never runs two progress callbacks of one call
+ * at once, so the bar takes no lock, but two calls running at once must
+ * not share a bar.
+ */
+PARMAP_API int parmap_bar_update(void *bar, const parmap_progress *p);
+
+/**
+ * Attaches @p bar to @p opts: sets opts->progress to parmap_bar_update,
+ * opts->progress_ctx to @p bar, and opts->progress_interval to the bar's
+ * interval. Other fields are left alone. Nothing happens if either is
+ * NULL.
+ */
+PARMAP_API void parmap_bar_attach(parmap_bar *bar, parmap_opts *opts);
+
+/**
+ * Ends the bar and frees it. If the last counts it was given were not
+ * drawn as a final line (a stream, whose total is unknown; a call that
+ * stopped early; a line not yet due), it draws them now as the final line;
+ * a bar that was never updated writes nothing. @p out is not closed.
+ *
+ * @param bar  a bar, or NULL (then nothing happens).
+ *
+ * Thread-safety: call it once the call using the bar has returned (for a
+ * stream: after its last parmap_stream_next()), never during an update.
+ */
+PARMAP_API void parmap_bar_destroy(parmap_bar *bar);
 
 /* ------------------------------------------------------------------------ */
 /* Streams: lazy input, bounded memory, ordered or as completed             */
