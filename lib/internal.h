@@ -74,7 +74,9 @@ struct parmap__slot {
 struct parmap_pool {
     pthread_mutex_t lock;   /* guards sleeping on the condition variables */
     pthread_cond_t work_cv; /* idle workers wait here for a new job */
-    pthread_cond_t done_cv; /* owners wait here for their helpers to leave */
+    pthread_cond_t done_cv; /* owners wait here for their helpers to leave,
+                               and create for its workers to start */
+    size_t started;         /* workers that reached their loop; lock */
 
     /* Bumped whenever a job is queued or the pool stops; idle workers
      * watch it, spinning without the lock or sleeping with it. */
@@ -185,9 +187,11 @@ void parmap__job_finish(parmap_pool *pool, struct parmap__job *job);
  * Only a thread inside the job (its owner or a helper) may call it. */
 void parmap__job_close(struct parmap__job *job);
 /* Opens a closed job again (more work arrived) and wakes job->want workers
- * for it. Only the job's owner, between start and finish, may call it; a
- * group is its job's owner, so any thread holding the group's lock may,
- * and it sets job->want just before (only start and reopen read it). */
+ * for it. Only the job's owner or a thread inside the job may call it,
+ * between start and finish and never concurrently with finish: the slot
+ * stays the job's until then. A group or a stream is its job's owner, so
+ * any thread holding its lock may, setting job->want just before (only
+ * start and reopen read it). */
 void parmap__job_reopen(parmap_pool *pool, struct parmap__job *job);
 
 /* queue.c: the worker's side. Finds a job with room, joins it, runs its

@@ -520,6 +520,9 @@ int parmap_map(parmap_pool *pool, size_t n, const void *in, size_t in_size,
                           opts->progress_interval, n, start);
     parmap__job_init(&j.base, map_work, limit, limit - 1);
 
+    /* The call holds the pool for its whole length, retries included,
+     * not only while its job is queued: destroy must wait for all of it. */
+    atomic_fetch_add_explicit(&pool->calls, 1, memory_order_relaxed);
     parmap__job_start(pool, &j.base);
     map_work(&j.base);
     parmap__job_finish(pool, &j.base);
@@ -537,7 +540,8 @@ int parmap_map(parmap_pool *pool, size_t n, const void *in, size_t in_size,
                  atomic_load_explicit(&j.first_failed, memory_order_relaxed),
                  j.first_error);
 
-    if (stopped(&j))
-        return j.stop.code;
-    return failed != 0 ? PARMAP_EFAILED : 0;
+    rc = stopped(&j) ? j.stop.code : failed != 0 ? PARMAP_EFAILED : 0;
+    /* The last access to the pool: destroy may free it from here on. */
+    atomic_fetch_sub_explicit(&pool->calls, 1, memory_order_release);
+    return rc;
 }

@@ -61,6 +61,13 @@ static void *worker_main(void *arg)
 {
     parmap_pool *pool = arg;
 
+    /* Tell create we are up: by now the thread's own start-up (stack,
+     * thread-local storage, a sanitizer's bookkeeping) is done. */
+    parmap__mutex_lock(&pool->lock);
+    if (++pool->started == pool->nworkers)
+        parmap__cond_broadcast(&pool->done_cv);
+    parmap__mutex_unlock(&pool->lock);
+
     for (;;) {
         /* Read the generation before looking for work, so a job
          * published after the look is never slept through. */
@@ -144,6 +151,15 @@ static int start_workers(parmap_pool *pool, const parmap_pool_opts *opts)
     }
     if (pattr != NULL)
         pthread_attr_destroy(pattr);
+    if (rc == 0) {
+        /* Return only once every worker runs its loop, so no thread of the
+         * pool is half-started when create returns: a fork() right after
+         * then cannot catch one inside the allocator. */
+        parmap__mutex_lock(&pool->lock);
+        while (pool->started < pool->nworkers)
+            parmap__cond_wait(&pool->done_cv, &pool->lock);
+        parmap__mutex_unlock(&pool->lock);
+    }
     if (rc != 0) {
         stop_workers(pool, started);
         /* EAGAIN is what users can act on ("too many threads"); other

@@ -47,7 +47,15 @@
  * destroy) goes through struct parmap__stop, polled before each item
  * starts. Once stopped, items that were taken but never started are
  * delivered as PARMAP_ENOTRUN (or PARMAP_ETIMEDOUT), running ones finish,
- * and every later parmap_stream_next() returns the stop's code.
+ * and every later parmap_stream_next() returns the stop's code. Whichever
+ * ends the input first, a stop or a producer error, gives the final code.
+ * The timeout and the progress clock count from the first next().
+ *
+ * Nothing keeps time but the consumer: a retry that falls due while the
+ * consumer is away from parmap_stream_next() and the workers have left
+ * starts when either comes back (the consumer's wait is timed for it).
+ * A cancel token is only polled, so a consumer asleep while one is set
+ * looks at it every CANCEL_POLL_NS.
  *
  * Lock order: stream->lock, then pool->lock (parmap__job_reopen() takes it
  * to wake workers); never the reverse. Neither is held while user code
@@ -70,9 +78,10 @@
 
 enum entry_state { FREE = 0, WAITING, RUNNING, DONE, DELIVERED };
 
-/* One item in the window. All fields are under the stream's lock, except
- * while the entry is RUNNING (or being produced): then `attempts` and
- * the buffers belong to the thread running it. */
+/* One item in the window. Its fields are under the stream's lock; its
+ * input and output buffers are not: they belong to the producer while it
+ * fills the entry, then to the thread running the item, then to the
+ * consumer once delivered, and each hand-over goes through the lock. */
 struct entry {
     size_t index;
     size_t next;         /* link in the one list the entry is on */
@@ -98,7 +107,6 @@ struct parmap_stream {
     void *pctx;
     parmap_fn fn;
     void *ctx;
-    size_t in_size, out_size;
     size_t in_stride, out_stride; /* sizes rounded up for alignment */
     char *in_buf, *out_buf;       /* window * stride bytes each, or NULL */
     struct entry *entries;        /* window entries */
@@ -130,7 +138,6 @@ struct parmap_stream {
     struct list delayed; /* retries, by not_before */
     struct list done;    /* unordered: finished items, as they finished */
     size_t free_head;    /* unordered: a stack of FREE entries */
-    size_t producing_entry; /* the entry being filled, or NONE */
     pthread_t producer_thread;
     int producing;        /* the producer runs (never two at once) */
     int eof;              /* no more input: end, producer error or stop */
@@ -180,7 +187,7 @@ static size_t list_pop(struct parmap_stream *s, struct list *l)
 }
 
 /* Inserts a retry by due time, after those due at the same time. The list
- * is short: at most `limit` items are ever waiting for a retry. */
+ * is short: it never holds more than the window's entries. */
 static void delayed_insert(struct parmap_stream *s, size_t e)
 {
     uint64_t due = s->entries[e].not_before;
@@ -280,7 +287,9 @@ static int check_stop(struct parmap_stream *s)
 /* Deciding what a thread does next (under the lock)                        */
 /* ------------------------------------------------------------------------ */
 
-enum action { NOTHING = 0, START, PRODUCE };
+/* STOPPED: this call acted on a stop, which may have made results
+ * deliverable, so the consumer must look again before it sleeps. */
+enum action { NOTHING = 0, START, PRODUCE, STOPPED };
 
 /* Whether the producer may be asked for another item. */
 static int can_produce(const struct parmap_stream *s)
@@ -317,8 +326,10 @@ static enum action pick_work(struct parmap_stream *s, size_t *entry)
     uint64_t now = 0;
     size_t e;
 
-    if (!s->started || s->closing || check_stop(s))
+    if (!s->started || s->closing || s->stopped)
         return NOTHING;
+    if (check_stop(s))
+        return STOPPED;
     if ((e = startable(s, &now)) != NONE) {
         if (e == s->delayed.head) {
             list_pop(s, &s->delayed);
@@ -397,9 +408,15 @@ static void run_entry(struct parmap_stream *s, size_t e)
         t0 = parmap__now_ns();
         if (delay == 0)
             continue;
-        /* Wait in the not-before queue, holding no thread. */
-        parmap__running_leave(&r);
+        /* Wait in the not-before queue, holding no thread; unless the
+         * stream stopped since the poll above: nothing would start the
+         * retry then, so this failure is final. */
         parmap__mutex_lock(&s->lock);
+        if (s->stopped) {
+            parmap__mutex_unlock(&s->lock);
+            break;
+        }
+        parmap__running_leave(&r);
         en->attempts = attempts;
         en->status = rc;
         en->not_before = t0 + delay;
@@ -440,7 +457,6 @@ static void produce(struct parmap_stream *s)
     if (!s->ordered)
         s->free_head = s->entries[e].next;
     s->producing = 1;
-    s->producing_entry = e;
     s->producer_thread = pthread_self();
     parmap__mutex_unlock(&s->lock);
 
@@ -450,7 +466,6 @@ static void produce(struct parmap_stream *s)
 
     parmap__mutex_lock(&s->lock);
     s->producing = 0;
-    s->producing_entry = NONE;
     if (rc > 0) {
         struct entry *en = &s->entries[e];
         en->index = k;
@@ -605,8 +620,6 @@ int parmap_stream_create(parmap_stream **stream, parmap_pool *pool,
     s->pctx = pctx;
     s->fn = fn;
     s->ctx = ctx;
-    s->in_size = in_size;
-    s->out_size = out_size;
     s->in_stride = in_stride;
     s->out_stride = out_stride;
     s->entries = (struct entry *)((char *)s + head);
@@ -630,7 +643,6 @@ int parmap_stream_create(parmap_stream **stream, parmap_pool *pool,
     s->progress_interval = opts->progress_interval;
 
     s->current = NONE;
-    s->producing_entry = NONE;
     list_init(&s->ready);
     list_init(&s->delayed);
     list_init(&s->done);
@@ -640,7 +652,8 @@ int parmap_stream_create(parmap_stream **stream, parmap_pool *pool,
         s->entries[e].next = s->free_head;
         s->free_head = e;
     }
-    /* Initialised again, with the real start, at the first next(). */
+    /* The deadline and the progress clock are set again at the first
+     * next(), when the stream really starts. */
     parmap__stop_init(&s->stop, opts, 0, parmap__now_ns());
     parmap__progress_init(&s->progress, s->progress_fn, s->progress_ctx,
                           s->progress_interval, 0, parmap__now_ns());
@@ -733,10 +746,11 @@ static void wait_for_change(struct parmap_stream *s)
 {
     uint64_t until = 0, now = parmap__now_ns();
 
-    /* A retry already due waits for a running item to finish (and
-     * signal), not for the clock. */
-    if (s->delayed.head != NONE &&
-        s->entries[s->delayed.head].not_before > now)
+    /* The first retry's due time, unless every callback slot is taken:
+     * then a running item's end (which signals) comes first. The time
+     * may have passed since pick_work() looked; the wait then returns at
+     * once and the caller starts the retry. */
+    if (s->delayed.head != NONE && s->running < s->limit && !s->stopped)
         until = s->entries[s->delayed.head].not_before;
     if (!s->stopped && s->stop.deadline_ns != 0 &&
         (until == 0 || s->stop.deadline_ns < until))
@@ -792,7 +806,7 @@ int parmap_stream_next(parmap_stream *s, parmap_stream_item *item)
             run_entry(s, e);
         else if (a == PRODUCE)
             produce(s);
-        else
+        else if (a == NOTHING)
             wait_for_change(s);
     }
     if (final_call) {
