@@ -340,17 +340,6 @@ static void settle(parmap_group *g)
 
 /* ---- Running tasks ------------------------------------------------------ */
 
-static uint64_t backoff_ns(const parmap_group *g, unsigned tries)
-{
-    uint64_t d = g->retry_delay_ns;
-
-    for (unsigned a = 1; a < tries && d < UINT64_MAX / 4; a++)
-        d *= 2;
-    if (g->retry_delay_max_ns != 0 && d > g->retry_delay_max_ns)
-        d = g->retry_delay_max_ns;
-    return d;
-}
-
 /* Takes the next startable task, or returns NIL. */
 static size_t take(parmap_group *g)
 {
@@ -393,7 +382,8 @@ static void run_task(parmap_group *g, size_t id)
             (g->retry_if != NULL &&
              !g->retry_if(g->retry_ctx, id, rc, tries)))
             break;
-        delay = backoff_ns(g, tries);
+        delay = parmap__backoff_ns(g->retry_delay_ns, g->retry_delay_max_ns,
+                                   tries);
         if (delay != 0)
             break; /* Wait in the heap, not on this thread. */
     }

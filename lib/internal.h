@@ -162,6 +162,12 @@ void parmap__running_enter(struct parmap__running *r,
                            struct parmap__stop *st);
 void parmap__running_leave(struct parmap__running *r);
 
+/* The delay before the retry that follows attempt `attempts` (1 = the
+ * first attempt): first_ns doubled for each further attempt, capped at
+ * max_ns when that is non-zero. */
+uint64_t parmap__backoff_ns(uint64_t first_ns, uint64_t max_ns,
+                           unsigned attempts);
+
 /* Seconds (validated non-negative) to nanoseconds, saturating. */
 uint64_t parmap__seconds_to_ns(double seconds);
 

@@ -270,17 +270,6 @@ static void finish_item(struct map_job *j, size_t i, int rc, unsigned attempts,
     parmap__stop_count(&j->stop, rc);
 }
 
-static uint64_t backoff_ns(const struct map_job *j, unsigned attempts)
-{
-    uint64_t d = j->retry_delay_ns;
-
-    for (unsigned a = 1; a < attempts && d < UINT64_MAX / 4; a++)
-        d *= 2;
-    if (j->retry_delay_max_ns != 0 && d > j->retry_delay_max_ns)
-        d = j->retry_delay_max_ns;
-    return d;
-}
-
 /* Runs item i under the per-item rules, from attempt `attempts` + 1 on
  * (0 for a fresh item, more for a retry taken from the queue). */
 static void run_with_policy(struct map_job *j, struct parmap__running *r,
@@ -307,7 +296,8 @@ static void run_with_policy(struct map_job *j, struct parmap__running *r,
             (j->retry_if != NULL &&
              !j->retry_if(j->retry_ctx, i, rc, attempts)))
             break;
-        uint64_t delay = backoff_ns(j, attempts);
+        uint64_t delay = parmap__backoff_ns(j->retry_delay_ns,
+                                            j->retry_delay_max_ns, attempts);
         if (delay == 0)
             continue;
         struct retry later = {parmap__now_ns() + delay, i, attempts, rc};

@@ -75,6 +75,18 @@ int parmap__stop_check_opts(const parmap_opts *o)
     return 0;
 }
 
+uint64_t parmap__backoff_ns(uint64_t first_ns, uint64_t max_ns,
+                           unsigned attempts)
+{
+    uint64_t d = first_ns;
+
+    for (unsigned a = 1; a < attempts && d < UINT64_MAX / 4; a++)
+        d *= 2;
+    if (max_ns != 0 && d > max_ns)
+        d = max_ns;
+    return d;
+}
+
 uint64_t parmap__seconds_to_ns(double seconds)
 {
     /* Anything beyond a century is "never". */

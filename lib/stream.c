@@ -363,17 +363,6 @@ static void maybe_reopen(struct parmap_stream *s)
 /* Running items and the producer (called locked; unlock around user code)  */
 /* ------------------------------------------------------------------------ */
 
-static uint64_t backoff_ns(const struct parmap_stream *s, unsigned attempts)
-{
-    uint64_t d = s->retry_delay_ns;
-
-    for (unsigned a = 1; a < attempts && d < UINT64_MAX / 4; a++)
-        d *= 2;
-    if (s->retry_delay_max_ns != 0 && d > s->retry_delay_max_ns)
-        d = s->retry_delay_max_ns;
-    return d;
-}
-
 /* Runs entry e, taken by pick_work(), until it succeeds, fails for good
  * or waits for a retry. */
 static void run_entry(struct parmap_stream *s, size_t e)
@@ -404,7 +393,8 @@ static void run_entry(struct parmap_stream *s, size_t e)
             (s->retry_if != NULL &&
              !s->retry_if(s->retry_ctx, index, rc, attempts)))
             break;
-        uint64_t delay = backoff_ns(s, attempts);
+        uint64_t delay = parmap__backoff_ns(s->retry_delay_ns,
+                                            s->retry_delay_max_ns, attempts);
         t0 = parmap__now_ns();
         if (delay == 0)
             continue;
@@ -552,22 +542,6 @@ static int stride_of(size_t size, size_t *stride)
     return 1;
 }
 
-/* The stream struct has cache-line-aligned members, and calloc only
- * promises alignment for the fundamental types. A fault injection site. */
-static void *alloc_aligned(size_t size)
-{
-    void *p;
-
-    if (PARMAP__FAULT_HIT())
-        return NULL;
-    size = (size + PARMAP__CACHELINE - 1) / PARMAP__CACHELINE *
-           PARMAP__CACHELINE;
-    p = aligned_alloc(PARMAP__CACHELINE, size);
-    if (p != NULL)
-        memset(p, 0, size);
-    return p;
-}
-
 int parmap_stream_create(parmap_stream **stream, parmap_pool *pool,
                          parmap_producer_fn producer, void *pctx,
                          size_t in_size, parmap_fn fn, void *ctx,
@@ -611,7 +585,7 @@ int parmap_stream_create(parmap_stream **stream, parmap_pool *pool,
         !add_ok(total, out_bytes, &total) ||
         total > SIZE_MAX - PARMAP__CACHELINE)
         return -ENOMEM;
-    s = alloc_aligned(total);
+    s = parmap__aligned_calloc(total);
     if (s == NULL)
         return -ENOMEM;
 
