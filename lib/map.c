@@ -318,27 +318,56 @@ static void publish(struct map_job *j, struct tally *t, uint64_t now_ns)
     t->ok = t->bad = 0;
 }
 
+/* Runs items [begin, end) without per-item rules, stopping early only if
+ * `stoppable` and the map was stopped. Returns the index it reached.
+ * Inlined into map_work with constant arguments, so the common case (no
+ * status array, nothing that can stop the map) compiles to a loop that
+ * does little more than call the callback. Addresses are computed as
+ * integers: with no array, the address and the stride are both 0, and the
+ * callback gets NULL without pointer arithmetic on NULL. */
+static inline __attribute__((always_inline)) size_t
+run_items(struct map_job *j, size_t begin, size_t end, int stoppable,
+          int *status, struct tally *t)
+{
+    parmap_fn fn = j->fn;
+    void *ctx = j->ctx;
+    size_t in_size = j->in_size, out_size = j->out_size;
+    uintptr_t in = (uintptr_t)j->in + begin * in_size;
+    uintptr_t out = (uintptr_t)j->out + begin * out_size;
+    size_t i, bad = 0;
+
+    for (i = begin; i < end; i++, in += in_size, out += out_size) {
+        if (stoppable && stopped(j))
+            break;
+        int rc = fn(ctx, i, (const void *)in, (void *)out);
+        if (status != NULL)
+            status[i] = rc;
+        if (rc != 0) {
+            bad++;
+            note_failure(j, i, rc);
+        }
+    }
+    t->bad += bad;
+    t->ok += (i - begin) - bad;
+    return i;
+}
+
 static void map_work(struct parmap__job *base)
 {
     struct map_job *j = (struct map_job *)base;
-    /* Locals, so the item loop does not reload them after each opaque
-     * callback. */
-    parmap_fn fn = j->fn;
-    void *ctx = j->ctx;
-    const char *in = j->in;
-    char *out = j->out;
-    size_t in_size = j->in_size, out_size = j->out_size;
     int *status = j->status;
     int policy = j->policy;
     /* Without a progress callback nobody reads the counts before the map
      * ends, so they are published once per thread instead of per chunk. */
     int report = j->progress.fn != NULL;
+    /* Only per-item rules and a progress callback can stop a map. */
+    int stoppable = policy || report;
     size_t chunk = j->fixed_chunk != 0 ? j->fixed_chunk : 1;
     struct tally t = {0, 0};
     struct parmap__running running;
     struct retry retry;
     uint64_t t0 = parmap__now_ns();
-    size_t begin, end;
+    size_t begin, end, i;
 
     if (policy)
         parmap__running_enter(&running, &j->stop);
@@ -352,26 +381,13 @@ static void map_work(struct parmap__job *base)
         if (!claim(j, chunk, &begin, &end))
             break;
 
-        size_t i;
-        for (i = begin; i < end; i++) {
-            if (policy) {
-                if (parmap__stop_poll(&j->stop))
-                    break;
+        if (policy) {
+            for (i = begin; i < end && !parmap__stop_poll(&j->stop); i++)
                 run_with_policy(j, &running, i, 0, &t);
-                continue;
-            }
-            if (stopped(j))
-                break;
-            int rc = fn(ctx, i, in != NULL ? in + i * in_size : NULL,
-                        out != NULL ? out + i * out_size : NULL);
-            if (status != NULL)
-                status[i] = rc;
-            if (rc != 0) {
-                t.bad++;
-                note_failure(j, i, rc);
-            } else {
-                t.ok++;
-            }
+        } else if (!stoppable && status == NULL) {
+            i = run_items(j, begin, end, 0, NULL, &t);
+        } else {
+            i = run_items(j, begin, end, stoppable, status, &t);
         }
         mark_not_run(j, i, end);
 
