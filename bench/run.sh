@@ -283,6 +283,21 @@ if command -v gnuplot >/dev/null 2>&1; then
     fi
 fi
 
+# W7: a stream over 10,000,000 generated items keeps its memory flat
+# (parmap only: no peer has streams). It checks every result and fails on
+# growth of the peak RSS beyond 1 MiB.
+if [ "$have_parmap" = 1 ]; then
+    echo
+    # shellcheck disable=SC2086
+    $CC $CFLAGS_COMMON -std=c11 -Wall -Wextra -I"$SRC_DIR/include" \
+        "$BENCH_DIR/stream_rss.c" $parmap_objs -pthread -o "$BUILD/stream_rss"
+    if [ "${BENCH_QUICK:-0}" = 1 ]; then w7_items=1000000; else w7_items=10000000; fi
+    if ! "$BUILD/stream_rss" "$w7_items"; then
+        echo "bench: W7 stream memory check failed" >&2
+        exit 1
+    fi
+fi
+
 # A wrong or crashed parmap run fails the suite; a broken peer is only
 # flagged in the table (it is not what this project ships).
 if grep -q '^[^,]*,parmap[^,]*,.*,\(INVALID\|FAILED\|UNCHECKED\)$' "$OUT_DIR/results.csv"; then
