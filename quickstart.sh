@@ -37,7 +37,7 @@ fi
 # --------------------------------------------------------------------------
 
 packages=(build-essential autoconf automake libtool autoconf-archive pkgconf
-    libcriterion-dev valgrind)
+    libcriterion-dev valgrind zlib1g-dev libssl-dev mandoc cmake tmux)
 
 missing_deps() {
     local tool
@@ -47,7 +47,11 @@ missing_deps() {
     [ -f /usr/share/aclocal/ax_pthread.m4 ] || echo "ax_pthread.m4 (autoconf-archive)"
     [ -f /usr/include/criterion/criterion.h ] || echo "criterion headers"
     if [ "$mode" = test ]; then
-        command -v valgrind >/dev/null 2>&1 || echo valgrind
+        for tool in valgrind mandoc cmake tmux gzip sha256sum; do
+            command -v "$tool" >/dev/null 2>&1 || echo "$tool"
+        done
+        [ -f /usr/include/zlib.h ] || echo "zlib headers"
+        [ -f /usr/include/openssl/evp.h ] || echo "OpenSSL headers"
     fi
 }
 
