@@ -703,7 +703,8 @@ typedef struct parmap_stream_stats {
  *
  * @param stream    receives the stream.
  * @param pool      the pool that runs it.
- * @param producer  the input generator; @p pctx is passed to it.
+ * @param producer  the input generator.
+ * @param pctx      passed to @p producer.
  * @param in_size   bytes of one input item (may be 0).
  * @param fn        the per-item callback, as for parmap_map().
  * @param ctx       passed to @p fn.
@@ -775,6 +776,8 @@ enum parmap_wait {
  * 64 job slots; a group created when none is free runs its tasks only on
  * threads that wait on it.
  *
+ * @param group receives the group; untouched on failure.
+ * @param pool  the pool that runs its tasks.
  * @param opts  max_concurrency (capped at the pool's size), halt (a
  *              TaskGroup cancels siblings when one fails:
  *              {PARMAP_HALT_NOW, PARMAP_HALT_ON_FAIL, 1}), cancel, timeout,
@@ -787,8 +790,11 @@ PARMAP_API int parmap_group_create(parmap_group **group, parmap_pool *pool,
 
 /**
  * Adds a task; it starts as soon as a thread is free.
- * @param id  receives the task's id (ids count up from 0), or NULL; it is
- *            written before the task can start.
+ * @param group  the group.
+ * @param fn     the task.
+ * @param ctx    passed to @p fn.
+ * @param id     receives the task's id (ids count up from 0), or NULL; it
+ *               is written before the task can start.
  * @return 0, PARMAP_EINVAL, PARMAP_ENOMEM, or PARMAP_ECANCELED when the
  *         group has stopped (halted, cancelled, timed out): the task is
  *         not added.
@@ -813,6 +819,7 @@ PARMAP_API int parmap_group_resubmit(parmap_group *group, size_t id);
  * the length of that task. A retry waiting for its delay starts when it is
  * due and a thread looks at the group: a waiter sleeps until then.
  *
+ * @param group    the group.
  * @param mode     what to wait for.
  * @param timeout  seconds; a negative value waits without limit.
  * @param id, status  for PARMAP_WAIT_ANY: the finished task (each finished
