@@ -300,8 +300,17 @@ static void drain(parmap_group *g)
     size_t id, late = 0;
 
     g->drained = 1;
-    while ((id = list_pop(g, &g->ready, LINK_READY)) != NIL)
-        finish(g, id, code);
+    /* A task on the ready list with attempts since its submission is a
+     * retry that fell due: it did run, so its last failure stands, as for
+     * one still waiting in the heap. */
+    while ((id = list_pop(g, &g->ready, LINK_READY)) != NIL) {
+        if (g->tasks[id].tries > 0) {
+            finish(g, id, g->tasks[id].last_rc);
+            late++;
+        } else {
+            finish(g, id, code);
+        }
+    }
     g->nready = 0;
     /* A task waiting for a retry did run: its last failure stands. */
     while (g->nheap > 0) {

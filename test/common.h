@@ -800,6 +800,7 @@ static inline int pt_stress_run(const pt_stress_cfg *cfg,
     if (rc != 0) {
         pt_stress_report(res, "seed=%" PRIu64 ": parmap_pool_create(%zu) "
                          "returned %d", cfg->seed, cfg->pool_threads, rc);
+        pthread_mutex_destroy(&res->lock);
         return -1;
     }
     if (parmap_pool_size(pool) != cfg->pool_threads)
@@ -827,6 +828,9 @@ static inline int pt_stress_run(const pt_stress_cfg *cfg,
     rc = parmap_pool_destroy(pool);
     if (rc != 0)
         pt_stress_report(res, "parmap_pool_destroy returned %d", rc);
+    /* Each run initialises the lock afresh; DRD flags a re-initialised
+     * mutex that was never destroyed. */
+    pthread_mutex_destroy(&res->lock);
     return atomic_load(&res->mismatches) == 0 ? 0 : -1;
 }
 
