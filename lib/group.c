@@ -453,6 +453,28 @@ static void group_work(struct parmap__job *job)
 
 /* ---- Waiting ------------------------------------------------------------ */
 
+/* Pops the first task on a report list (done or failed) whose report is
+ * still owed, clearing its on-list and owed flags; NIL if none. A task may
+ * sit on a list after its report was taken (by a resubmit), hence the loop. */
+static size_t pop_unreported(parmap_group *g, struct list *l, size_t link,
+                             int failures)
+{
+    size_t i;
+
+    while ((i = list_pop(g, l, link)) != NIL) {
+        struct task *t = &g->tasks[i];
+        unsigned char *on_list =
+            failures ? &t->in_failed_list : &t->in_done_list;
+        unsigned char *owed = failures ? &t->failure_unreported : &t->unreported;
+        *on_list = 0;
+        if (*owed) {
+            *owed = 0;
+            return i;
+        }
+    }
+    return NIL;
+}
+
 /* Whether the condition of `mode` holds; if so, sets *rc and the outputs. */
 static int condition_met(parmap_group *g, enum parmap_wait mode, size_t *id,
                          int *status, int *rc)
@@ -461,45 +483,31 @@ static int condition_met(parmap_group *g, enum parmap_wait mode, size_t *id,
 
     switch (mode) {
     case PARMAP_WAIT_ANY:
-        while ((i = list_pop(g, &g->done, LINK_DONE)) != NIL) {
-            struct task *t = &g->tasks[i];
-            t->in_done_list = 0;
-            if (t->unreported) {
-                t->unreported = 0;
-                if (id != NULL)
-                    *id = i;
-                if (status != NULL)
-                    *status = t->status;
-                *rc = 0;
-                return 1;
-            }
+    case PARMAP_WAIT_FIRST_ERROR: {
+        int failures = mode == PARMAP_WAIT_FIRST_ERROR;
+        i = failures ? pop_unreported(g, &g->failed, LINK_FAILED, 1)
+                     : pop_unreported(g, &g->done, LINK_DONE, 0);
+        if (i != NIL) {
+            if (id != NULL)
+                *id = i;
+            if (status != NULL)
+                *status = g->tasks[i].status;
+            *rc = failures ? g->tasks[i].status : 0;
+            return 1;
         }
         if (g->pending != 0)
             return 0;
-        *rc = -ENOENT;
-        return 1;
-    case PARMAP_WAIT_FIRST_ERROR:
-        while ((i = list_pop(g, &g->failed, LINK_FAILED)) != NIL) {
-            struct task *t = &g->tasks[i];
-            t->in_failed_list = 0;
-            if (t->failure_unreported) {
-                t->failure_unreported = 0;
-                if (id != NULL)
-                    *id = i;
-                if (status != NULL)
-                    *status = t->status;
-                *rc = t->status;
-                return 1;
-            }
+        if (!failures) {
+            *rc = -ENOENT;
+            return 1;
         }
-        if (g->pending != 0)
-            return 0;
         if (id != NULL)
             *id = NIL;
         if (status != NULL)
             *status = 0;
         *rc = 0;
         return 1;
+    }
     default:
         if (g->pending != 0)
             return 0;
