@@ -3,8 +3,10 @@
 #
 #   ./quickstart.sh demo   # install what is missing, build, run examples/demo
 #   ./quickstart.sh test   # install what is missing, build, then run
-#                          # make check, check-tsan, check-asan, check-valgrind
-#                          # and end with "N passed, N failed"
+#                          # make check, check-tsan, check-tsan-clang,
+#                          # check-asan, check-valgrind, check-helgrind,
+#                          # fuzz (60 s) and lint, and end with
+#                          # "N passed, N failed"
 #
 # Missing tools are installed with apt-get (Debian/Ubuntu), through sudo when
 # not run as root. Each step's full output is kept in quickstart-logs/.
@@ -37,7 +39,15 @@ fi
 # --------------------------------------------------------------------------
 
 packages=(build-essential autoconf automake libtool autoconf-archive pkgconf
-    libcriterion-dev valgrind zlib1g-dev libssl-dev mandoc cmake tmux)
+    libcriterion-dev)
+if [ "$mode" = test ]; then
+    # valgrind: check-valgrind and check-helgrind; zlib, OpenSSL, mandoc,
+    # cmake, tmux: the example, man-page, install and progress-bar tests;
+    # clang and its runtime: check-tsan-clang and the fuzzer; cppcheck,
+    # clang-tidy, clang-tools (scan-build): make lint.
+    packages+=(valgrind zlib1g-dev libssl-dev mandoc cmake tmux clang
+        libclang-rt-14-dev cppcheck clang-tidy clang-tools)
+fi
 
 missing_deps() {
     local tool
@@ -47,11 +57,14 @@ missing_deps() {
     [ -f /usr/share/aclocal/ax_pthread.m4 ] || echo "ax_pthread.m4 (autoconf-archive)"
     [ -f /usr/include/criterion/criterion.h ] || echo "criterion headers"
     if [ "$mode" = test ]; then
-        for tool in valgrind mandoc cmake tmux gzip sha256sum; do
+        for tool in valgrind mandoc cmake tmux gzip sha256sum clang cppcheck \
+            clang-tidy scan-build; do
             command -v "$tool" >/dev/null 2>&1 || echo "$tool"
         done
         [ -f /usr/include/zlib.h ] || echo "zlib headers"
         [ -f /usr/include/openssl/evp.h ] || echo "OpenSSL headers"
+        ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a \
+            >/dev/null 2>&1 || echo "libFuzzer (libclang-rt-dev)"
     fi
 }
 
@@ -210,8 +223,12 @@ test)
     # failures) even when the build above failed.
     test_step criterion check
     test_step step check-tsan
+    test_step step check-tsan-clang
     test_step criterion check-asan
     test_step criterion check-valgrind
+    test_step step check-helgrind
+    test_step step fuzz
+    test_step step lint
     [ "$build_ok" = yes ] || echo "==> note: the build failed, see $logdir/make.log"
     echo "$total_passed passed, $total_failed failed"
     [ "$total_failed" -eq 0 ] && [ "$build_ok" = yes ]
