@@ -193,9 +193,9 @@ test_step() {
     local detail="$passed passed, $failed failed"
     [ "$kind" = criterion ] && detail="$binaries test programs, $detail"
     if [ "$rc" -eq 0 ]; then
-        printf '==> make %-15s ok      (%s; %d s)\n' "$target:" "$detail" "$secs"
+        printf '==> make %-18s ok      (%s; %d s)\n' "$target:" "$detail" "$secs"
     else
-        printf '==> make %-15s FAILED  (%s; %d s); see %s\n' "$target:" "$detail" "$secs" "$log"
+        printf '==> make %-18s FAILED  (%s; %d s); see %s\n' "$target:" "$detail" "$secs" "$log"
         # The lines that say what failed, or else the end of the log.
         if grep -q -E '^(FAIL|ERROR|XPASS):|\[FAIL\]|no Criterion summary|Sanitizer|runtime error:|(^|[^_[:alnum:]])error:' "$log"; then
             grep -E '^(FAIL|ERROR|XPASS):|\[FAIL\]|no Criterion summary|SUMMARY: [A-Za-z]*Sanitizer|runtime error:|(^|[^_[:alnum:]])error:' "$log" |
