@@ -23,6 +23,7 @@
 #include <omp.h>
 #include <pthread.h>
 #include <pthreadpool.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #include "cthreadpool/thpool.h"
@@ -827,15 +828,77 @@ static int probe(int threads)
     return 0;
 }
 
+/* The best any scheduler can do on W3's and W4's data that starts the
+ * items in index order, each on the first thread that is free, with no
+ * overhead (list scheduling; what a shared counter or schedule(dynamic,1)
+ * does). A scheduler that cannot know item lengths beforehand does no
+ * better on average, but on one fixed data set a different order can be
+ * luckier or unluckier. Prints "W3 efficiency" and "W4 makespan / ideal". */
+static double list_schedule(const double *len, size_t n, int threads)
+{
+    double t[64] = {0}, m = 0;
+    if (threads < 1 || threads > 64) threads = 2;
+    for (size_t i = 0; i < n; i++) {
+        int b = 0;
+        for (int k = 1; k < threads; k++)
+            if (t[k] < t[b]) b = k;
+        t[b] += len[i];
+    }
+    for (int k = 0; k < threads; k++)
+        if (t[k] > m) m = t[k];
+    return m;
+}
+
+static int floors(int argc, char **argv)
+{
+    bench_params p;
+    bench_params_default(&p);
+    if (bench_params_parse(&p, argc, argv, 2)) return 2;
+    size_t n3 = p.w3_items, n4 = p.w4_items;
+    uint64_t *k = w3_make(n3, p.w3_alpha, p.w3_iters);
+    double *len = (double *)bench_xmalloc((n3 > n4 ? n3 : n4) * sizeof *len);
+    double sum = 0;
+    for (size_t i = 0; i < n3; i++) sum += len[i] = (double)k[i];
+    printf("%.4f ", sum / p.threads / list_schedule(len, n3, p.threads));
+    double ideal;
+    long *us = w4_make(n4, p.w4_max_us, &ideal, p.w4_threads);
+    for (size_t i = 0; i < n4; i++) len[i] = (double)us[i];
+    printf("%.4f\n", list_schedule(len, n4, p.w4_threads) * 1e-6 / ideal);
+    free(k);
+    free(us);
+    free(len);
+    return 0;
+}
+
+/* "hog CPU": another process keeping one CPU busy (W1H). Pins itself to
+ * CPU and spins until killed. */
+static int hog(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0) {
+        perror("bench: hog: sched_setaffinity");
+        return 1;
+    }
+    volatile uint64_t x = 1;
+    for (;;)
+        x = x * 6364136223846793005u + 1442695040888963407u;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 3 && !strcmp(argv[1], "hog")) return hog(atoi(argv[2]));
+    if (argc >= 2 && !strcmp(argv[1], "floors")) return floors(argc, argv);
     if (argc >= 3 && !strcmp(argv[1], "calibrate"))
         return calibrate(strtod(argv[2], NULL));
     if (argc >= 3 && !strcmp(argv[1], "probe")) return probe(atoi(argv[2]));
     if (argc < 3) {
         fprintf(stderr, "usage: %s W1|W2|W3|W4|W6 VARIANT [key=value...]\n"
-                        "       %s calibrate SECONDS\n",
-                argv[0], argv[0]);
+                        "       %s calibrate SECONDS\n"
+                        "       %s probe THREADS\n"
+                        "       %s hog CPU\n",
+                argv[0], argv[0], argv[0], argv[0]);
         return 2;
     }
     bench_params p;

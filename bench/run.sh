@@ -146,6 +146,11 @@ fi
 W3ITERS=$("$BUILD/bench_c" calibrate "$W3SECONDS")
 W3ARGS="w3_iters=$W3ITERS inner=1"
 echo "  W3 work      $W3ITERS spin steps in total (calibrated to ${W3SECONDS} s serial)"
+# shellcheck disable=SC2086
+FLOORS=$("$BUILD/bench_c" floors threads=$THREADS $W3ARGS $W4ARGS)
+echo "  in-order floors  the best a scheduler that starts items in index order on the first free"
+echo "               thread can reach on this data with zero overhead: W3 efficiency ${FLOORS% *},"
+echo "               W4 makespan / ideal ${FLOORS#* } (see bench/README.md)"
 
 # One line per measurement process: workload binary variant args.
 PLAN="$BUILD/plan"
@@ -160,6 +165,12 @@ plan W1 bench_c glib_item $W1SLOW
 plan W1 bench_c cthreadpool_item $W1SLOW
 pm W1 bench_c parmap $W1ARGS
 pm W1 bench_c parmap_chunk4096 $W1ARGS
+# W1H: W1 again while another process (bench_c hog) keeps the last CPU busy.
+for v in serial omp_static omp_guided pthreadpool_tile4096; do
+    plan W1H bench_c $v $W1ARGS
+done
+plan W1H bench_tbb tbb_auto $W1ARGS
+pm W1H bench_c parmap $W1ARGS
 pm W6 bench_c parmap $W6ARGS
 for v in serial omp pthreadpool_1d; do plan W2 bench_c $v $W2ARGS; done
 plan W2 bench_tbb tbb_auto $W2ARGS
@@ -206,7 +217,7 @@ while [ "$r" -le "$ROUNDS" ]; do
     done
     [ "$waited" -gt 0 ] && printf 'round %s: waited %s s for a quieter machine\n' "$r" "$waited" >&2
     "$BUILD/bench_c" probe "$THREADS" | sed "s/^/$r,/" >>"$RAW"
-    for w in W1 W6 W2 W3 W4; do
+    for w in W1 W1H W6 W2 W3 W4; do
         grep "^$w " "$PLAN" >"$BUILD/plan_w" || continue
         count=$(wc -l <"$BUILD/plan_w")
         # Rotate the order by the round number.
@@ -217,9 +228,25 @@ while [ "$r" -le "$ROUNDS" ]; do
             printf ' %s' "$v" >&2
             quiet_wait
             rc=0
+            run_wl=$wl
+            hog_pid=
+            if [ "$wl" = W1H ]; then
+                # The same W1 process, with a hog pinned to the last CPU
+                # from a little before it starts until it ends; its rows
+                # are filed under W1H (and its W5 reading dropped).
+                run_wl=W1
+                "$BUILD/bench_c" hog $(($(nproc) - 1)) </dev/null >/dev/null 2>>"$LOG" &
+                hog_pid=$!
+                sleep 0.2
+            fi
             # shellcheck disable=SC2086
-            timeout "$TIMEOUT" "$BUILD/$bin" "$wl" "$v" threads=$THREADS $args \
+            timeout "$TIMEOUT" "$BUILD/$bin" "$run_wl" "$v" threads=$THREADS $args \
                 >"$BUILD/one.out" 2>>"$LOG" </dev/null || rc=$?
+            if [ -n "$hog_pid" ]; then
+                kill "$hog_pid" 2>/dev/null || true
+                wait "$hog_pid" 2>/dev/null || true
+                sed -i -e 's/^W1,/W1H,/' -e '/^W5,/d' "$BUILD/one.out"
+            fi
             sed "s/^/$r,/" "$BUILD/one.out" >>"$RAW"
             if [ "$rc" != 0 ]; then
                 echo "$r,$wl,$v,failed,$rc" >>"$RAW"
@@ -254,9 +281,9 @@ fi
 if command -v gnuplot >/dev/null 2>&1; then
     gp="$BUILD/plot/chart.gp"
     {
-        echo "set terminal pngcairo size 1500,900 font 'DejaVu Sans,9' noenhanced"
+        echo "set terminal pngcairo size 1800,900 font 'DejaVu Sans,9' noenhanced"
         echo "set output '$OUT_DIR/results.png'"
-        echo "set multiplot layout 2,3 title 'parmap (orange) vs peers, $(nproc) CPUs, median of $ROUNDS round(s); bars show min-max'"
+        echo "set multiplot layout 2,4 title 'parmap (orange) vs peers, $(nproc) CPUs, median of $ROUNDS round(s); bars show min-max'"
         echo "set style fill solid 0.8 border -1"
         echo "set boxwidth 0.7"
         echo "set xtics rotate by 35 right nomirror"
@@ -265,7 +292,7 @@ if command -v gnuplot >/dev/null 2>&1; then
         echo "set yrange [0:*]"
         echo "set linetype 1 lc rgb '#5b7db1'"
         echo "set linetype 2 lc rgb '#e8850c'"
-        for w in W1 W2 W3 W4 W5 W6; do
+        for w in W1 W1H W2 W3 W4 W5 W6; do
             f="$BUILD/plot/$w.dat"
             if [ -s "$f" ] && [ "$(grep -vc '^#' "$f")" -gt 0 ]; then
                 title=$(head -1 "$f" | sed 's/^# //')
