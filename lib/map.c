@@ -320,6 +320,11 @@ static void publish(struct map_job *j, struct tally *t, uint64_t now_ns)
 
 /* Runs items [begin, end) without per-item rules, stopping early only if
  * `stoppable` and the map was stopped. Returns the index it reached.
+ * Without per-item rules only a progress callback can stop the map; it
+ * runs between chunks, and automatic chunks are short, so then only a
+ * map with a fixed chunk size looks for a stop before every item: the
+ * others see it when they claim their next chunk, and their loop stays
+ * as tight as the plain one (about 3% less time on tiny items).
  * Inlined into map_work with constant arguments, so the common case (no
  * status array, nothing that can stop the map) compiles to a loop that
  * does little more than call the callback. Addresses are computed as
@@ -360,8 +365,9 @@ static void map_work(struct parmap__job *base)
     /* Without a progress callback nobody reads the counts before the map
      * ends, so they are published once per thread instead of per chunk. */
     int report = j->progress.fn != NULL;
-    /* Only per-item rules and a progress callback can stop a map. */
-    int stoppable = policy || report;
+    /* Only per-item rules (which have their own loop) and a progress
+     * callback can stop a map; see run_items. */
+    int stoppable = report && j->fixed_chunk != 0;
     size_t chunk = j->fixed_chunk != 0 ? j->fixed_chunk : 1;
     struct tally t = {0, 0};
     struct parmap__running running;
