@@ -67,7 +67,9 @@ fi
 
 # ---------------------------------------------------------------- build
 BUILD=$(mktemp -d "${TMPDIR:-/tmp}/parmap-bench.XXXXXX")
-trap 'rm -rf "$BUILD"' EXIT
+# An interrupted W1H measurement must not leave its CPU hog spinning.
+hog_pid=
+trap '[ -z "$hog_pid" ] || kill "$hog_pid" 2>/dev/null; rm -rf "$BUILD"' EXIT
 trap 'exit 130' INT TERM
 CFLAGS_COMMON="-O2 -D_GNU_SOURCE -pthread"
 CC=${CC:-gcc}
@@ -229,7 +231,6 @@ while [ "$r" -le "$ROUNDS" ]; do
             quiet_wait
             rc=0
             run_wl=$wl
-            hog_pid=
             if [ "$wl" = W1H ]; then
                 # The same W1 process, with a hog pinned to the last CPU
                 # from a little before it starts until it ends; its rows
@@ -245,6 +246,7 @@ while [ "$r" -le "$ROUNDS" ]; do
             if [ -n "$hog_pid" ]; then
                 kill "$hog_pid" 2>/dev/null || true
                 wait "$hog_pid" 2>/dev/null || true
+                hog_pid=
                 sed -i -e 's/^W1,/W1H,/' -e '/^W5,/d' "$BUILD/one.out"
             fi
             sed "s/^/$r,/" "$BUILD/one.out" >>"$RAW"
